@@ -1,0 +1,1 @@
+"""Metadata: SQLAlchemy Core tables, the engine, and Alembic migrations."""

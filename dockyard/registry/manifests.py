@@ -1,0 +1,148 @@
+"""Manifest GET, HEAD, PUT and DELETE, by tag and by digest."""
+
+from __future__ import annotations
+
+import json
+
+from dockyard.oci import mediatypes as mt
+from dockyard.oci.digest import Digest, InvalidDigest, is_digest
+from dockyard.oci.manifest import MAX_MANIFEST_SIZE, InvalidManifest, parse_manifest
+from dockyard.oci.names import is_tag
+from dockyard.registry.context import Registry
+from dockyard.registry.errors import (
+    DigestInvalid,
+    ManifestBlobUnknown,
+    ManifestInvalid,
+    ManifestUnknown,
+)
+from dockyard.registry.http import API_VERSION, Request, Send, respond
+from dockyard.registry.metadata import ManifestRecord, MissingReferences
+
+
+def _reference(reference: str) -> tuple[str, bool]:
+    """The reference normalised, and whether it is a digest."""
+    if is_digest(reference):
+        try:
+            return str(Digest.parse(reference)), True
+        except InvalidDigest as exc:
+            raise DigestInvalid(str(exc), detail={"digest": reference[:200]}) from None
+    if not is_tag(reference):
+        raise ManifestInvalid("invalid tag", detail={"tag": reference[:200]})
+    return reference, False
+
+
+async def _resolve(registry: Registry, name: str, reference: str) -> ManifestRecord:
+    cache = registry.cache
+    cache.refresh()
+    record = cache.resolution(name, reference)
+    if record is False:
+        stamp = cache.stamp()
+        normalised, by_digest = _reference(reference)
+        record = await registry.meta.resolve(name, normalised, by_digest)
+        cache.remember_resolution(name, reference, record, stamp)
+    if record is None:
+        raise ManifestUnknown("manifest unknown", detail={"name": name, "reference": reference})
+    return record  # type: ignore[return-value]
+
+
+async def _content(registry: Registry, record: ManifestRecord) -> bytes:
+    data = registry.cache.content(record.digest)
+    if data is None:
+        data = await registry.store.get_bytes(Digest.parse(record.digest))
+        if data is None:
+            raise ManifestUnknown("manifest content is missing", detail={"digest": record.digest})
+        registry.cache.remember_content(record.digest, data)
+    return data
+
+
+def _accepts(request: Request, media_type: str) -> bool:
+    accept = request.headers.get("accept")
+    if not accept:
+        return True
+    accepted = {part.split(";")[0].strip() for part in accept.split(",")}
+    return media_type in accepted or "*/*" in accepted
+
+
+async def _negotiate(
+    registry: Registry, request: Request, name: str, record: ManifestRecord, data: bytes
+) -> tuple[ManifestRecord, bytes]:
+    """A client that cannot take an index gets its linux/amd64 image, as distribution does."""
+    if record.media_type not in mt.INDEXES or _accepts(request, record.media_type):
+        return record, data
+    for child in json.loads(data).get("manifests", []):
+        platform = child.get("platform") or {}
+        if (platform.get("os"), platform.get("architecture")) == ("linux", "amd64") and _accepts(
+            request, child.get("mediaType", "")
+        ):
+            chosen = await _resolve(registry, name, child["digest"])
+            return chosen, await _content(registry, chosen)
+    return record, data
+
+
+async def get_manifest(
+    registry: Registry, request: Request, send: Send, name: str, reference: str
+) -> None:
+    record = await _resolve(registry, name, reference)
+    data = await _content(registry, record)
+    if request.headers.get("accept"):
+        record, data = await _negotiate(registry, request, name, record, data)
+    headers = [
+        API_VERSION,
+        (b"content-type", record.media_type.encode()),
+        (b"docker-content-digest", record.digest.encode()),
+        (b"etag", f'"{record.digest}"'.encode()),
+        (b"content-length", str(len(data)).encode()),
+    ]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": b"" if request.method == "HEAD" else data})
+
+
+async def put_manifest(
+    registry: Registry, request: Request, send: Send, name: str, reference: str
+) -> None:
+    normalised, by_digest = _reference(reference)
+    data = await request.body(MAX_MANIFEST_SIZE)
+    algorithm = normalised.split(":")[0] if by_digest else "sha256"
+    digest = Digest.of(data, algorithm)
+    if by_digest and str(digest) != normalised:
+        raise DigestInvalid(
+            "manifest content does not match the digest in the URL",
+            detail={"expected": normalised, "actual": str(digest)},
+        )
+    try:
+        manifest = parse_manifest(data, request.headers.get("content-type"))
+    except InvalidManifest as exc:
+        raise ManifestInvalid(str(exc)) from None
+    tags = [] if by_digest else [normalised]
+    for tag in request.query_all("tag"):
+        if not is_tag(tag):
+            raise ManifestInvalid("invalid tag", detail={"tag": tag[:200]})
+        tags.append(tag)
+    try:
+        async with registry.store.commit_guard():
+            await registry.store.put_bytes(digest, data)
+            await registry.meta.put_manifest(name, digest, len(data), manifest, tags)
+    except MissingReferences as missing:
+        kind = "blobs" if missing.blobs else "manifests"
+        raise ManifestBlobUnknown(
+            f"manifest references {kind} unknown to the repository",
+            detail={"blobs": missing.blobs, "manifests": missing.manifests},
+        ) from None
+    registry.cache.remember_content(str(digest), data)
+    headers = {"location": f"/v2/{name}/manifests/{digest}", "docker-content-digest": str(digest)}
+    if manifest.subject is not None:
+        headers["oci-subject"] = str(manifest.subject.digest)
+    await respond(send, 201, headers)
+
+
+async def delete_manifest(
+    registry: Registry, request: Request, send: Send, name: str, reference: str
+) -> None:
+    normalised, by_digest = _reference(reference)
+    if by_digest:
+        deleted = await registry.meta.delete_manifest(name, normalised)
+    else:
+        deleted = await registry.meta.delete_tag(name, normalised)
+    if not deleted:
+        raise ManifestUnknown("manifest unknown", detail={"name": name, "reference": reference})
+    await respond(send, 202)

@@ -1,0 +1,1 @@
+"""The hub process: configuration and the ASGI application that wires every layer."""

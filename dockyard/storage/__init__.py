@@ -1,0 +1,1 @@
+"""Blob drivers: where content-addressed bytes live."""

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
-from dockyard.oci import mediatypes as mt
 from dockyard.oci.digest import Digest, InvalidDigest, is_digest
 from dockyard.oci.manifest import MAX_MANIFEST_SIZE, InvalidManifest, parse_manifest
 from dockyard.oci.names import is_tag
@@ -19,15 +16,18 @@ from dockyard.registry.http import API_VERSION, Request, Send, respond
 from dockyard.registry.metadata import ManifestRecord, MissingReferences
 
 
-def _reference(reference: str) -> tuple[str, bool]:
-    """The reference normalised, and whether it is a digest."""
+def _reference(reference: str, writing: bool = False) -> tuple[str, bool]:
+    """The reference normalised, and whether it is a digest. An invalid tag cannot name
+    anything: reading it finds nothing, writing it is refused."""
     if is_digest(reference):
         try:
             return str(Digest.parse(reference)), True
         except InvalidDigest as exc:
             raise DigestInvalid(str(exc), detail={"digest": reference[:200]}) from None
     if not is_tag(reference):
-        raise ManifestInvalid("invalid tag", detail={"tag": reference[:200]})
+        if writing:
+            raise ManifestInvalid("invalid tag", detail={"tag": reference[:200]})
+        raise ManifestUnknown("manifest unknown", detail={"tag": reference[:200]})
     return reference, False
 
 
@@ -55,37 +55,11 @@ async def _content(registry: Registry, record: ManifestRecord) -> bytes:
     return data
 
 
-def _accepts(request: Request, media_type: str) -> bool:
-    accept = request.headers.get("accept")
-    if not accept:
-        return True
-    accepted = {part.split(";")[0].strip() for part in accept.split(",")}
-    return media_type in accepted or "*/*" in accepted
-
-
-async def _negotiate(
-    registry: Registry, request: Request, name: str, record: ManifestRecord, data: bytes
-) -> tuple[ManifestRecord, bytes]:
-    """A client that cannot take an index gets its linux/amd64 image, as distribution does."""
-    if record.media_type not in mt.INDEXES or _accepts(request, record.media_type):
-        return record, data
-    for child in json.loads(data).get("manifests", []):
-        platform = child.get("platform") or {}
-        if (platform.get("os"), platform.get("architecture")) == ("linux", "amd64") and _accepts(
-            request, child.get("mediaType", "")
-        ):
-            chosen = await _resolve(registry, name, child["digest"])
-            return chosen, await _content(registry, chosen)
-    return record, data
-
-
 async def get_manifest(
     registry: Registry, request: Request, send: Send, name: str, reference: str
 ) -> None:
     record = await _resolve(registry, name, reference)
     data = await _content(registry, record)
-    if request.headers.get("accept"):
-        record, data = await _negotiate(registry, request, name, record, data)
     headers = [
         API_VERSION,
         (b"content-type", record.media_type.encode()),
@@ -100,7 +74,7 @@ async def get_manifest(
 async def put_manifest(
     registry: Registry, request: Request, send: Send, name: str, reference: str
 ) -> None:
-    normalised, by_digest = _reference(reference)
+    normalised, by_digest = _reference(reference, writing=True)
     data = await request.body(MAX_MANIFEST_SIZE)
     algorithm = normalised.split(":")[0] if by_digest else "sha256"
     digest = Digest.of(data, algorithm)

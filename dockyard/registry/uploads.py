@@ -125,22 +125,28 @@ async def _append(registry: Registry, request: Request, upload_id: str, size: in
         registry.hashers.keep(upload_id, running)
 
 
+def _check_content_range(request: Request, name: str, upload_id: str, size: int) -> None:
+    """A chunk that names its range must continue the upload exactly where it stands."""
+    content_range = request.headers.get("content-range")
+    if content_range is None:
+        return
+    match = _CONTENT_RANGE.match(content_range.strip())
+    if not match:
+        raise BlobUploadInvalid(f"malformed Content-Range {content_range[:80]!r}")
+    start, end = int(match[1]), int(match[2])
+    length = request.content_length
+    if start != size or end < start or (length is not None and length != end - start + 1):
+        raise RangeInvalid(
+            f"chunk {start}-{end} does not continue the upload at offset {size}",
+            headers=_progress_headers(name, upload_id, size),
+        )
+
+
 async def patch_upload(
     registry: Registry, request: Request, send: Send, name: str, upload_id: str
 ) -> None:
     size = await _session(registry, name, upload_id)
-    content_range = request.headers.get("content-range")
-    if content_range is not None:
-        match = _CONTENT_RANGE.match(content_range.strip())
-        if not match:
-            raise BlobUploadInvalid(f"malformed Content-Range {content_range[:80]!r}")
-        start, end = int(match[1]), int(match[2])
-        length = request.content_length
-        if start != size or end < start or (length is not None and length != end - start + 1):
-            raise RangeInvalid(
-                f"chunk {start}-{end} does not continue the upload at offset {size}",
-                headers=_progress_headers(name, upload_id, size),
-            )
+    _check_content_range(request, name, upload_id, size)
     size = await _append(registry, request, upload_id, size)
     await respond(send, 202, _progress_headers(name, upload_id, size))
 
@@ -153,8 +159,8 @@ async def finish_upload(
     if digest_param is None:
         raise DigestInvalid("the digest query parameter is required to complete an upload")
     digest = parse_digest(digest_param)
-    length = request.content_length
-    if length or request.headers.get("transfer-encoding"):
+    _check_content_range(request, name, upload_id, size)
+    if request.content_length or request.headers.get("transfer-encoding"):
         await _append(registry, request, upload_id, size)
     running = registry.hashers.take(upload_id, await registry.store.upload_size(upload_id) or 0)
     try:

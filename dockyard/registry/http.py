@@ -21,17 +21,24 @@ class ClientDisconnected(Exception):
 
 
 class Request:
-    __slots__ = ("_query", "headers", "method", "path", "receive", "scope")
+    __slots__ = ("_headers", "_query", "method", "path", "receive", "scope")
 
     def __init__(self, scope: Scope, receive: Receive) -> None:
         self.scope = scope
         self.receive = receive
         self.method: str = scope["method"]
         self.path: str = scope["path"]
-        self.headers: dict[str, str] = {
-            k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]
-        }
+        self._headers: dict[str, str] | None = None
         self._query: dict[str, list[str]] | None = None
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Lower-cased header names; decoded only when a handler asks."""
+        if self._headers is None:
+            self._headers = {
+                k.decode("latin-1"): v.decode("latin-1") for k, v in self.scope["headers"]
+            }
+        return self._headers
 
     def query(self, name: str) -> str | None:
         values = self.query_all(name)

@@ -58,8 +58,8 @@ def serve(config_file: Path | None, **options: object) -> None:
     variable DOCKYARD_<SETTING> (for example DOCKYARD_DATA_DIR, DOCKYARD_AUTH); flags win over
     variables, variables over the file.
     """
-    from dockyard.cli.logs import configure
     from dockyard.server.config import load_settings
+    from dockyard.server.logs import configure
     from dockyard.server.run import serve as run_server
 
     try:
@@ -92,11 +92,11 @@ def gc(config_file: Path | None, delete: bool, delete_untagged: bool, **options:
     """
     import asyncio
 
-    from dockyard.cli.logs import configure
     from dockyard.db.engine import migrate
     from dockyard.registry.gc import collect
     from dockyard.server.app import open_registry
     from dockyard.server.config import load_settings
+    from dockyard.server.logs import configure
 
     settings = load_settings(config_file, options)
     configure(settings.log_level)

@@ -20,6 +20,20 @@ def export(settings: Settings) -> None:
             os.environ[f"DOCKYARD_{field.name.upper()}"] = str(value)
 
 
+def _uvicorn_logging(level: str) -> dict[str, object]:
+    """uvicorn's own lines in the same key=value format as Dockyard's."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"logfmt": {"()": "dockyard.server.logs.LogfmtFormatter"}},
+        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "logfmt"}},
+        "loggers": {
+            name: {"handlers": ["stderr"], "level": level.upper(), "propagate": False}
+            for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "dockyard")
+        },
+    }
+
+
 def serve(settings: Settings) -> None:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     migrate(settings.db_url)
@@ -59,5 +73,6 @@ def serve(settings: Settings) -> None:
         http="httptools",
         loop="uvloop",
         timeout_keep_alive=30,
+        log_config=_uvicorn_logging(settings.log_level),
         h11_max_incomplete_event_size=64 * 1024,
     )

@@ -83,9 +83,7 @@ async def test_index_with_untagged_children_stays_whole(client: Client) -> None:
     assert put.status_code == 201
     orphan_digest, _ = await client.push_image("m", None, [b"untagged, unreferenced"])
     await _age_everything(client, 7200)
-    report = await collect(
-        client.app.registry, dry_run=False, delete_untagged=True, grace=3600
-    )
+    report = await collect(client.app.registry, dry_run=False, delete_untagged=True, grace=3600)
     assert report.manifest_count == 1
     assert f"manifest {orphan_digest}" in report.lines
     for digest in (amd, arm):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     Float,
     ForeignKey,
@@ -13,6 +14,8 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
+    false,
 )
 
 metadata = MetaData()
@@ -23,6 +26,13 @@ repositories = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("name", String(255), nullable=False, unique=True),
     Column("created_at", Float, nullable=False),
+    Column("last_pushed", Float),
+    # What the hub adds; a plain registry leaves the defaults.
+    Column("is_private", Boolean, nullable=False, server_default=false()),
+    Column("description", String(100), nullable=False, server_default=""),
+    Column("readme", Text, nullable=False, server_default=""),
+    Column("pull_count", BigInteger, nullable=False, server_default="0"),
+    Column("is_automated", Boolean, nullable=False, server_default=false()),
 )
 
 blobs = Table(
@@ -98,4 +108,122 @@ uploads = Table(
     Column("id", String(36), primary_key=True),
     Column("repository", String(255), nullable=False),
     Column("created_at", Float, nullable=False),
+)
+
+
+# The hub: accounts, organisations, access, stars.
+
+namespaces = Table(
+    "namespaces",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(255), nullable=False, unique=True),
+    Column("kind", String(8), nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "namespace_id",
+        Integer,
+        ForeignKey("namespaces.id", ondelete="CASCADE"),
+        nullable=False,
+        unique=True,
+    ),
+    Column("email", String(320), nullable=False, unique=True),
+    Column("password_hash", String(255), nullable=False),
+    Column("is_admin", Boolean, nullable=False, server_default=false()),
+    Column("is_active", Boolean, nullable=False, server_default=false()),
+    Column("confirm_token", String(64)),
+    Column("created_at", Float, nullable=False),
+)
+
+organization_members = Table(
+    "organization_members",
+    metadata,
+    Column(
+        "organization_id",
+        Integer,
+        ForeignKey("namespaces.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("is_owner", Boolean, nullable=False, server_default=false()),
+)
+
+teams = Table(
+    "teams",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "organization_id",
+        Integer,
+        ForeignKey("namespaces.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("name", String(100), nullable=False),
+    UniqueConstraint("organization_id", "name"),
+)
+
+team_members = Table(
+    "team_members",
+    metadata,
+    Column("team_id", Integer, ForeignKey("teams.id", ondelete="CASCADE"), primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+)
+
+team_permissions = Table(
+    "team_permissions",
+    metadata,
+    Column("team_id", Integer, ForeignKey("teams.id", ondelete="CASCADE"), primary_key=True),
+    Column(
+        "repository_id",
+        Integer,
+        ForeignKey("repositories.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("role", String(8), nullable=False),
+)
+
+collaborators = Table(
+    "collaborators",
+    metadata,
+    Column(
+        "repository_id",
+        Integer,
+        ForeignKey("repositories.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("role", String(8), nullable=False),
+)
+
+access_tokens = Table(
+    "access_tokens",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("kind", String(8), nullable=False),
+    Column("name", String(100), nullable=False),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("scopes", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float),
+    Column("last_used_at", Float),
+    Index("ix_access_tokens_user", "user_id"),
+)
+
+stars = Table(
+    "stars",
+    metadata,
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column(
+        "repository_id",
+        Integer,
+        ForeignKey("repositories.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
 )

@@ -123,6 +123,7 @@ class RegistryApp:
             raise NotFound("no such endpoint", detail={"path": path[:300]})
         name, resource, argument = parts
         self._check_name(name)
+        name = self.registry.canonical_name(name)
         if resource == "tags/list":
             if method != "GET":
                 raise Unsupported("tags/list only answers GET")

@@ -32,15 +32,25 @@ class Authorizer(Protocol):
     async def authorize(self, request: Request, scope: Scope | None) -> str | None:
         """The identity allowed to act, or raise Unauthorized/Denied. `scope` None: just log in."""
 
+    async def visible(self, request: Request, names: list[str]) -> list[str]:
+        """The repositories among `names` the request may know exist (for the catalog)."""
 
-class OpenAccess:
+
+class EveryoneSeesAll:
+    """Authorizers whose callers, once let in, may see every repository."""
+
+    async def visible(self, request: Request, names: list[str]) -> list[str]:
+        return names
+
+
+class OpenAccess(EveryoneSeesAll):
     """No authentication: anyone may do anything, like a plain `registry` container."""
 
     async def authorize(self, request: Request, scope: Scope | None) -> str | None:
         return None
 
 
-class HtpasswdAccess:
+class HtpasswdAccess(EveryoneSeesAll):
     """HTTP Basic against an htpasswd file of bcrypt entries (`htpasswd -B`)."""
 
     CACHE_SECONDS = 300.0

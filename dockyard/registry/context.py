@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from dockyard.registry.auth import Authorizer
@@ -9,6 +10,10 @@ from dockyard.registry.cache import ManifestCache
 from dockyard.registry.hashers import UploadHashers
 from dockyard.registry.metadata import Metadata
 from dockyard.storage.base import BlobStore
+
+
+def same_name(name: str) -> str:
+    return name
 
 
 @dataclass
@@ -19,3 +24,5 @@ class Registry:
     cache: ManifestCache
     hashers: UploadHashers = field(default_factory=lambda: UploadHashers())
     automatic_mount: bool = True
+    canonical_name: Callable[[str], str] = same_name
+    on_pull: Callable[[str], None] | None = None

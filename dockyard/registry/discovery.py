@@ -66,6 +66,7 @@ async def catalog(registry: Registry, request: Request, send: Send) -> None:
         await _json(send, {"repositories": []})
         return
     names = await registry.meta.catalog(None if n is None else n + 1, request.query("last"))
+    names = await registry.authorizer.visible(request, names)
     headers = {}
     if n is not None and len(names) > n:
         names = names[:n]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dockyard.oci import mediatypes as mt
 from dockyard.oci.digest import Digest, InvalidDigest, is_digest
 from dockyard.oci.manifest import MAX_MANIFEST_SIZE, InvalidManifest, parse_manifest
 from dockyard.oci.names import is_tag
@@ -68,7 +69,14 @@ async def get_manifest(
         (b"content-length", str(len(data)).encode()),
     ]
     await send({"type": "http.response.start", "status": 200, "headers": headers})
-    await send({"type": "http.response.body", "body": b"" if request.method == "HEAD" else data})
+    if request.method == "HEAD":
+        await send({"type": "http.response.body", "body": b""})
+        return
+    await send({"type": "http.response.body", "body": data})
+    if registry.on_pull is not None and (
+        record.media_type in mt.INDEXES or not is_digest(reference)
+    ):
+        registry.on_pull(name)
 
 
 async def put_manifest(

@@ -42,9 +42,15 @@ class MissingReferences(Exception):
 
 
 class Metadata:
-    def __init__(self, engine: AsyncEngine, changes: ChangeStamp) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        changes: ChangeStamp,
+        repository_defaults: dict[str, object] | None = None,
+    ) -> None:
         self.engine = engine
         self.changes = changes
+        self.repository_defaults = repository_defaults or {}
 
     async def _repository_id(self, conn: AsyncConnection, name: str) -> int | None:
         result = await conn.execute(
@@ -55,7 +61,7 @@ class Metadata:
     async def _ensure_repository(self, conn: AsyncConnection, name: str) -> int:
         await conn.execute(
             insert_ignoring_conflicts(self.engine, s.repositories).values(
-                name=name, created_at=time.time()
+                name=name, created_at=time.time(), **self.repository_defaults
             )
         )
         repository_id = await self._repository_id(conn, name)
@@ -191,6 +197,12 @@ class Metadata:
             if references:
                 await conn.execute(
                     insert_ignoring_conflicts(self.engine, s.manifest_references), references
+                )
+            if tags:
+                await conn.execute(
+                    update(s.repositories)
+                    .where(s.repositories.c.id == repository_id)
+                    .values(last_pushed=now)
                 )
             for tag in tags:
                 await conn.execute(

@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
+from starlette.applications import Starlette
+
 from dockyard.db.engine import open_engine
+from dockyard.hub.access_tokens import AccessTokens
+from dockyard.hub.accounts import Accounts
+from dockyard.hub.app import hub_app
+from dockyard.hub.context import Hub
+from dockyard.hub.mail import Mailer
+from dockyard.hub.names import canonical_repository
+from dockyard.hub.permissions import Permissions
+from dockyard.hub.registry_access import TokenAccess
+from dockyard.hub.repositories import PullCounter, Repositories
+from dockyard.hub.signing import TokenSigner
 from dockyard.registry.app import RegistryApp
 from dockyard.registry.auth import Authorizer, HtpasswdAccess, OpenAccess
 from dockyard.registry.cache import ManifestCache
@@ -33,16 +46,48 @@ def open_registry(settings: Settings) -> Registry:
     changes = ChangeStamp(settings.data_dir / "changes")
     return Registry(
         store=FilesystemStore(settings.data_dir),
-        meta=Metadata(open_engine(settings.db_url), changes),
+        meta=Metadata(
+            open_engine(settings.db_url),
+            changes,
+            repository_defaults={"is_private": settings.default_private},
+        ),
         authorizer=make_authorizer(settings),
         cache=ManifestCache(changes),
     )
+
+
+def open_hub(settings: Settings, registry: Registry) -> Hub:
+    """The hub over `registry`, which from then on asks the hub's tokens who may do what."""
+    engine = registry.meta.engine
+    accounts = Accounts(engine)
+    permissions = Permissions(engine)
+    hub = Hub(
+        registry=registry,
+        accounts=accounts,
+        tokens=AccessTokens(engine, accounts),
+        permissions=permissions,
+        repositories=Repositories(registry, permissions),
+        signer=TokenSigner(settings.data_dir / "hub", settings.token_service),
+        pulls=PullCounter(registry),
+        public_url=settings.public_url,
+        open_signup=settings.open_signup,
+        mailer=Mailer(settings.smtp_host, settings.smtp_port, settings.smtp_from)
+        if settings.smtp_host
+        else None,
+    )
+    registry.authorizer = TokenAccess(hub, settings.token_service)
+    registry.canonical_name = canonical_repository
+    registry.on_pull = hub.pulls.count
+    return hub
 
 
 class DockyardApp:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.registry: RegistryApp | None = None
+        self.hub: Hub | None = None
+        self.hub_app: Starlette | None = None
+        self._tasks: list[asyncio.Task[None]] = []
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -51,23 +96,39 @@ class DockyardApp:
                 await self.registry(scope, receive, send)
             elif scope["path"] == "/healthz":
                 await respond(send, 200, {"content-type": "text/plain"}, b"ok\n")
+            elif self.hub_app is not None:
+                await self.hub_app(scope, receive, send)
             else:
                 await respond_error(send, NotFound("no such page"))
         elif kind == "lifespan":
             await self._lifespan(receive, send)
+
+    def _start(self) -> None:
+        registry = open_registry(self.settings)
+        if self.settings.auth == "hub":
+            self.hub = open_hub(self.settings, registry)
+            self.hub_app = hub_app(self.hub)
+            self._tasks.append(asyncio.create_task(self.hub.pulls.run()))
+            if self.hub.mailer is None:
+                log.info("accounts are active at sign-up: no smtp_host, so no email confirmation")
+        self.registry = RegistryApp(registry)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 try:
-                    self.registry = RegistryApp(open_registry(self.settings))
+                    self._start()
                 except Exception as exc:
                     log.exception("startup failed")
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                for task in self._tasks:
+                    task.cancel()
+                if self.hub is not None:
+                    await self.hub.pulls.flush()
                 if self.registry is not None:
                     await self.registry.registry.meta.engine.dispose()
                 await send({"type": "lifespan.shutdown.complete"})

@@ -31,6 +31,13 @@ class Settings:
     access_log: bool = False
     gc_grace_seconds: float = 3600.0
     upload_ttl_seconds: float = 7 * 24 * 3600.0
+    public_url: str = ""
+    token_service: str = "dockyard"
+    default_private: bool = False
+    open_signup: bool = True
+    smtp_host: str = ""
+    smtp_port: int = 25
+    smtp_from: str = "dockyard@localhost"
 
     @property
     def host(self) -> str:
@@ -47,8 +54,8 @@ class Settings:
         return f"sqlite+aiosqlite:///{self.data_dir / 'dockyard.db'}"
 
     def check(self) -> Settings:
-        if self.auth not in ("none", "htpasswd"):
-            raise ValueError(f"auth must be 'none' or 'htpasswd', not {self.auth!r}")
+        if self.auth not in ("none", "htpasswd", "hub"):
+            raise ValueError(f"auth must be 'hub', 'none' or 'htpasswd', not {self.auth!r}")
         if self.auth == "htpasswd" and not self.htpasswd:
             raise ValueError("auth 'htpasswd' needs an htpasswd file: --htpasswd FILE")
         if self.server not in ("uvicorn", "granian"):

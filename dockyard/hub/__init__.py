@@ -1,0 +1,1 @@
+"""The hub: accounts, organisations, access tokens, permissions, search and the web UI."""

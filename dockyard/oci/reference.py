@@ -90,7 +90,9 @@ def parse_reference(text: str) -> Reference:
     if not is_repository_name(path):
         if path.lower() == path:
             raise InvalidReference(f"invalid reference format: {text!r}")
-        raise InvalidReference(f"invalid reference format: repository name must be lowercase: {text!r}")
+        raise InvalidReference(
+            f"invalid reference format: repository name must be lowercase: {text!r}"
+        )
     return Reference(domain, path, tag, digest)
 
 

@@ -1,0 +1,1 @@
+"""The daemonless image engine: local store, layers, overlay mounts, runc containers, archives."""

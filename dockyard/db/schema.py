@@ -227,3 +227,121 @@ stars = Table(
         primary_key=True,
     ),
 )
+
+
+# Automated builds: linked sources, build rules, the build queue and its logs.
+
+build_sources = Table(
+    "build_sources",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "repository_id",
+        Integer,
+        ForeignKey("repositories.id", ondelete="CASCADE"),
+        nullable=False,
+        unique=True,
+    ),
+    Column("url", String(2048), nullable=False),
+    Column("auth_kind", String(8), nullable=False),
+    Column("username", String(255)),
+    Column("secret", Text),
+    Column("public_key", Text),
+    Column("webhook_secret", Text, nullable=False),
+    Column("trigger_token_hash", String(64), nullable=False, unique=True),
+    Column("created_at", Float, nullable=False),
+)
+
+build_rules = Table(
+    "build_rules",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "source_id", Integer, ForeignKey("build_sources.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("position", Integer, nullable=False),
+    Column("source_type", String(8), nullable=False),
+    Column("source_name", String(255), nullable=False),
+    Column("docker_tag", String(512), nullable=False),
+    Column("dockerfile", String(1024), nullable=False),
+    Column("context", String(1024), nullable=False),
+    Column("autobuild", Boolean, nullable=False),
+    Column("cache", Boolean, nullable=False),
+)
+
+builds = Table(
+    "builds",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "repository_id",
+        Integer,
+        ForeignKey("repositories.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("namespace", String(255), nullable=False),
+    Column("rule_id", Integer),
+    Column("source_type", String(8), nullable=False),
+    Column("source_ref", String(255), nullable=False),
+    Column("commit", String(64)),
+    Column("commit_message", Text),
+    Column("docker_tags", String(1024), nullable=False),
+    Column("dockerfile", String(1024), nullable=False),
+    Column("context", String(1024), nullable=False),
+    Column("cache", Boolean, nullable=False),
+    Column("trigger", String(32), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempt", Integer, nullable=False, server_default="0"),
+    Column("lease_token", String(64)),
+    Column("lease_expires", Float),
+    Column("worker", String(255)),
+    Column("error", Text),
+    Column("failed_step", Text),
+    Column("created_at", Float, nullable=False),
+    Column("started_at", Float),
+    Column("finished_at", Float),
+    Index("ix_builds_status", "status", "created_at"),
+    Index("ix_builds_repository", "repository_id", "created_at"),
+)
+
+build_logs = Table(
+    "build_logs",
+    metadata,
+    Column("build_id", Integer, ForeignKey("builds.id", ondelete="CASCADE"), primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("text", Text, nullable=False),
+)
+
+repository_webhooks = Table(
+    "repository_webhooks",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "repository_id",
+        Integer,
+        ForeignKey("repositories.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("name", String(100), nullable=False),
+    Column("url", String(2048), nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "webhook_id",
+        Integer,
+        ForeignKey("repository_webhooks.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("event", String(32), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_attempt", Float, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("last_error", Text),
+    Index("ix_webhook_deliveries_due", "status", "next_attempt"),
+)

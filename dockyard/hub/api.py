@@ -57,7 +57,7 @@ async def signed_in(request: Request) -> Principal:
     return who
 
 
-async def _json(request: Request) -> dict[str, Any]:
+async def read_json(request: Request) -> dict[str, Any]:
     body = await request.body()
     if len(body) > MAX_BODY:
         raise ApiError(413, "request body too large")
@@ -131,7 +131,7 @@ async def sign_up(request: Request) -> Response:
     hub = _hub(request)
     if not hub.open_signup:
         raise ApiError(403, "sign-up is closed on this hub; ask an administrator")
-    body = await _json(request)
+    body = await read_json(request)
     user, confirm = await hub.accounts.create_user(
         str(await _string(body, "username")),
         str(await _string(body, "email")),
@@ -162,7 +162,7 @@ async def current_user(request: Request) -> Response:
 async def change_password(request: Request) -> Response:
     who = await signed_in(request)
     assert who.user is not None
-    body = await _json(request)
+    body = await read_json(request)
     await _hub(request).accounts.change_password(
         who.user, str(await _string(body, "old_password")), str(await _string(body, "new_password"))
     )
@@ -173,7 +173,7 @@ async def change_password(request: Request) -> Response:
 async def delete_account(request: Request) -> Response:
     who = await signed_in(request)
     assert who.user is not None
-    body = await _json(request)
+    body = await read_json(request)
     hub = _hub(request)
     if await hub.accounts.authenticate(who.user.username, str(body.get("password", ""))) is None:
         raise ApiError(403, "confirm with your password to delete the account")
@@ -195,7 +195,7 @@ async def create_token(request: Request) -> Response:
     assert who.user is not None
     if who.scopes is not None:
         raise ApiError(403, "an access token cannot create access tokens; use your password")
-    body = await _json(request)
+    body = await read_json(request)
     scopes = body.get("scopes", ["read"])
     expires_in = body.get("expires_in")
     if not isinstance(scopes, list) or not all(isinstance(x, str) for x in scopes):
@@ -225,7 +225,7 @@ async def revoke_token(request: Request) -> Response:
 async def create_organization(request: Request) -> Response:
     who = await signed_in(request)
     assert who.user is not None
-    body = await _json(request)
+    body = await read_json(request)
     await _hub(request).accounts.create_organization(str(await _string(body, "name")), who.user)
     return JSONResponse({"name": body["name"]}, status_code=201)
 
@@ -250,7 +250,7 @@ async def _named_user(hub: Hub, username: str) -> User:
 async def add_member(request: Request) -> Response:
     organization = request.path_params["org"]
     hub = await _owner_of(request, organization)
-    body = await _json(request)
+    body = await read_json(request)
     user = await _named_user(hub, str(await _string(body, "username")))
     await hub.accounts.add_member(organization, user, owner=bool(body.get("owner", False)))
     return Response(status_code=204)
@@ -260,7 +260,7 @@ async def add_member(request: Request) -> Response:
 async def create_team(request: Request) -> Response:
     organization = request.path_params["org"]
     hub = await _owner_of(request, organization)
-    body = await _json(request)
+    body = await read_json(request)
     await hub.accounts.create_team(organization, str(await _string(body, "name")))
     return JSONResponse({"name": body["name"]}, status_code=201)
 
@@ -278,7 +278,7 @@ async def add_team_member(request: Request) -> Response:
 async def set_team_permission(request: Request) -> Response:
     organization = request.path_params["org"]
     hub = await _owner_of(request, organization)
-    body = await _json(request)
+    body = await read_json(request)
     info = await hub.repositories.get(request.path_params["name"])
     if info is None or info.namespace != organization:
         raise ApiError(404, NOT_FOUND)
@@ -290,7 +290,7 @@ async def set_team_permission(request: Request) -> Response:
 @endpoint
 async def create_repository(request: Request) -> Response:
     who = await signed_in(request)
-    body = await _json(request)
+    body = await read_json(request)
     info = await _hub(request).repositories.create(
         who,
         str(await _string(body, "name")),
@@ -300,7 +300,7 @@ async def create_repository(request: Request) -> Response:
     return JSONResponse(_repository(info), status_code=201)
 
 
-async def _readable(request: Request) -> tuple[Hub, Principal, RepositoryInfo]:
+async def readable_repository(request: Request) -> tuple[Hub, Principal, RepositoryInfo]:
     hub = _hub(request)
     who = await principal(request)
     info = await hub.repositories.visible(who, request.path_params["name"])
@@ -309,8 +309,8 @@ async def _readable(request: Request) -> tuple[Hub, Principal, RepositoryInfo]:
     return hub, who, info
 
 
-async def _administered(request: Request) -> tuple[Hub, Principal, RepositoryInfo]:
-    hub, who, info = await _readable(request)
+async def administered_repository(request: Request) -> tuple[Hub, Principal, RepositoryInfo]:
+    hub, who, info = await readable_repository(request)
     if not await hub.permissions.can_admin(who, info.name):
         raise ApiError(403, "you need admin rights on this repository")
     return hub, who, info
@@ -318,7 +318,7 @@ async def _administered(request: Request) -> tuple[Hub, Principal, RepositoryInf
 
 @endpoint
 async def get_repository(request: Request) -> Response:
-    hub, who, info = await _readable(request)
+    hub, who, info = await readable_repository(request)
     result = _repository(info)
     if who.user is not None:
         result["starred"] = await hub.repositories.is_starred(who.user.id, info.id)
@@ -327,8 +327,8 @@ async def get_repository(request: Request) -> Response:
 
 @endpoint
 async def update_repository(request: Request) -> Response:
-    hub, _, info = await _administered(request)
-    body = await _json(request)
+    hub, _, info = await administered_repository(request)
+    body = await read_json(request)
     is_private = body.get("is_private")
     if is_private is not None and not isinstance(is_private, bool):
         raise ApiError(400, "is_private must be true or false")
@@ -345,14 +345,14 @@ async def update_repository(request: Request) -> Response:
 
 @endpoint
 async def delete_repository(request: Request) -> Response:
-    hub, _, info = await _administered(request)
+    hub, _, info = await administered_repository(request)
     await hub.repositories.delete(info.name)
     return Response(status_code=204)
 
 
 @endpoint
 async def list_tags(request: Request) -> Response:
-    hub, _, info = await _readable(request)
+    hub, _, info = await readable_repository(request)
     return JSONResponse(
         [
             {
@@ -370,7 +370,7 @@ async def list_tags(request: Request) -> Response:
 
 @endpoint
 async def delete_tag(request: Request) -> Response:
-    hub, _, info = await _administered(request)
+    hub, _, info = await administered_repository(request)
     if not await hub.repositories.delete_tag(info.name, request.path_params["tag"]):
         raise ApiError(404, NOT_FOUND)
     return Response(status_code=204)
@@ -378,7 +378,7 @@ async def delete_tag(request: Request) -> Response:
 
 @endpoint
 async def star(request: Request) -> Response:
-    hub, who, info = await _readable(request)
+    hub, who, info = await readable_repository(request)
     if who.user is None:
         raise ApiError(401, "sign in to star repositories")
     await hub.repositories.star(who.user.id, info.name, request.method == "PUT")
@@ -387,7 +387,7 @@ async def star(request: Request) -> Response:
 
 @endpoint
 async def collaborator(request: Request) -> Response:
-    hub, _, info = await _administered(request)
+    hub, _, info = await administered_repository(request)
     if (
         info.namespace != info.name.split("/")[0]
         or await hub.accounts.namespace_kind(info.namespace) != "user"
@@ -396,7 +396,7 @@ async def collaborator(request: Request) -> Response:
     user = await _named_user(hub, request.path_params["username"])
     role = None
     if request.method == "PUT":
-        role = await _string(await _json(request), "role")
+        role = await _string(await read_json(request), "role")
     await hub.repositories.set_collaborator(info.name, user.id, role)
     return Response(status_code=204)
 

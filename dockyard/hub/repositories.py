@@ -95,6 +95,12 @@ class Repositories:
             row = (await conn.execute(query)).first()
         return RepositoryInfo(*row) if row else None
 
+    async def get_by_id(self, repository_id: int) -> RepositoryInfo | None:
+        query = select(*_COLUMNS).where(s.repositories.c.id == repository_id)
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        return RepositoryInfo(*row) if row else None
+
     async def visible(self, principal: Principal, name: str) -> RepositoryInfo | None:
         """The repository if it exists and `principal` may see it; None is the same answer
         for both cases, so a private repository's existence does not leak."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from dockyard.registry.auth import Authorizer
@@ -26,3 +26,4 @@ class Registry:
     automatic_mount: bool = True
     canonical_name: Callable[[str], str] = same_name
     on_pull: Callable[[str], None] | None = None
+    on_push: Callable[[str, list[str], str], Awaitable[None]] | None = None

@@ -111,6 +111,8 @@ async def put_manifest(
             detail={"blobs": missing.blobs, "manifests": missing.manifests},
         ) from None
     registry.cache.remember_content(str(digest), data)
+    if tags and registry.on_push is not None:
+        await registry.on_push(name, tags, str(digest))
     headers = {"location": f"/v2/{name}/manifests/{digest}", "docker-content-digest": str(digest)}
     if manifest.subject is not None:
         headers["oci-subject"] = str(manifest.subject.digest)

@@ -1,0 +1,1 @@
+"""Automated builds: linked git sources, build rules, triggers, the queue, workers and logs."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -28,30 +27,10 @@ from dockyard.hub.api import (
 from dockyard.hub.repositories import RepositoryInfo
 
 REPO = "/api/v1/repositories/{name:path}"
-TRIGGERS_PER_MINUTE = 10
 
 
 def _builds(request: Request) -> Builds:
     return request.app.state.builds
-
-
-class TriggerLimiter:
-    """At most a few manual or URL triggers a minute per repository."""
-
-    def __init__(self) -> None:
-        self._recent: dict[int, list[float]] = {}
-
-    def allow(self, repository_id: int) -> bool:
-        now = time.monotonic()
-        recent = [t for t in self._recent.get(repository_id, []) if t > now - 60]
-        if len(recent) >= TRIGGERS_PER_MINUTE:
-            self._recent[repository_id] = recent
-            return False
-        self._recent[repository_id] = [*recent, now]
-        return True
-
-
-limiter = TriggerLimiter()
 
 
 def _rule_json(rule: Rule) -> dict[str, Any]:
@@ -199,7 +178,7 @@ async def build_now(request: Request) -> Response:
     source = await builds.sources.for_repository(info.id)
     if source is None:
         raise ApiError(404, "no source is linked")
-    if not limiter.allow(info.id):
+    if not builds.limiter.allow(info.id):
         raise ApiError(429, "too many builds started; wait a minute")
     body = await read_json(request)
     source_type = body.get("source_type")
@@ -315,7 +294,7 @@ async def trigger(request: Request) -> Response:
     source = await builds.sources.by_trigger_token(request.path_params["token"])
     if source is None:
         return JSONResponse({"error": "unknown trigger"}, status_code=404)
-    if not limiter.allow(source.repository_id):
+    if not builds.limiter.allow(source.repository_id):
         return JSONResponse({"error": "too many triggers; wait a minute"}, status_code=429)
     try:
         body = await read_json(request)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from dockyard.builds.jobs import Job
@@ -18,6 +18,21 @@ from dockyard.hub.context import Hub
 from dockyard.hub.repositories import RepositoryInfo
 
 JOB_TOKEN_SECONDS = 3 * 3600
+TRIGGERS_PER_MINUTE = 10
+
+
+class TriggerLimiter:
+    """At most a few manual or URL triggers a minute per repository."""
+
+    def __init__(self) -> None:
+        self._recent: dict[int, list[float]] = {}
+
+    def allow(self, repository_id: int) -> bool:
+        now = time.monotonic()
+        recent = [t for t in self._recent.get(repository_id, []) if t > now - 60]
+        allowed = len(recent) < TRIGGERS_PER_MINUTE
+        self._recent[repository_id] = [*recent, now] if allowed else recent
+        return allowed
 
 
 @dataclass
@@ -29,6 +44,7 @@ class Builds:
     registry_url: str
     lease_seconds: float = 30.0
     worker_token: str = ""
+    limiter: TriggerLimiter = field(default_factory=TriggerLimiter)
 
     async def link(
         self,

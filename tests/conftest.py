@@ -103,6 +103,8 @@ class DockyardServer:
             self.addr,
             "--data-dir",
             str(self.data_dir),
+            # A plain private registry unless the test asks for the hub or htpasswd.
+            *([] if {"--auth", "--config"} & set(self.extra_args) else ["--auth", "none"]),
             *self.extra_args,
         ]
 

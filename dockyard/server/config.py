@@ -23,7 +23,7 @@ class Settings:
     addr: str = "127.0.0.1:5000"
     data_dir: Path = field(default_factory=default_data_dir)
     database_url: str = ""
-    auth: str = "none"
+    auth: str = "hub"
     htpasswd: Path | None = None
     workers: int = 1
     server: str = "uvicorn"
@@ -38,6 +38,10 @@ class Settings:
     smtp_host: str = ""
     smtp_port: int = 25
     smtp_from: str = "dockyard@localhost"
+    build_workers: int = 1
+    build_namespace_limit: int = 2
+    worker_token: str = ""
+    allow_local_sources: bool = False
 
     @property
     def host(self) -> str:

@@ -75,7 +75,7 @@ def error_code(response: httpx.Response) -> str:
 
 def make_settings(data_dir: Path, **overrides: object) -> Settings:
     data_dir.mkdir(parents=True, exist_ok=True)
-    settings = Settings(data_dir=data_dir, **overrides)  # type: ignore[arg-type]
+    settings = Settings(data_dir=data_dir, **{"auth": "none", **overrides})  # type: ignore[arg-type]
     migrate(settings.db_url)
     return settings
 

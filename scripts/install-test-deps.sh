@@ -4,7 +4,7 @@
 #   skopeo, docker.io (dockerd + docker CLI), containerd, runc,
 #   docker-registry (CNCF distribution 2.8, /usr/bin/docker-registry),
 #   busybox-static, apache2-utils (htpasswd), wrk, git, ca-certificates,
-#   iptables (docker.io depends on it).
+#   iptables (docker.io depends on it), chromium (the web UI's browser tests).
 #
 # Quick no-op when everything is already installed. Must run as root (or via
 # sudo). Never leaves a system dockerd / containerd / docker-registry running:
@@ -24,6 +24,7 @@ PKGS=(
   git
   ca-certificates
   iptables
+  chromium
 )
 
 # Services some of these packages would start / enable from their postinst.
@@ -82,7 +83,7 @@ if [[ "$(ps -p 1 -o comm= 2>/dev/null || true)" == systemd ]]; then
 fi
 
 # Sanity check: every binary the tests use is present.
-for b in skopeo docker dockerd containerd runc docker-registry busybox htpasswd wrk git; do
+for b in skopeo docker dockerd containerd runc docker-registry busybox htpasswd wrk git chromium; do
   command -v "$b" >/dev/null || { echo "install-test-deps: $b not found after install" >&2; exit 1; }
 done
 echo "install-test-deps: ok"

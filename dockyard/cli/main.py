@@ -9,8 +9,18 @@ import click
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="dockyard")
-def main() -> None:
+@click.option(
+    "--root",
+    envvar="DOCKYARD_ROOT",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The local image and container store. [default: /var/lib/dockyard/engine for root, "
+    "else ~/.local/share/dockyard/engine]",
+)
+@click.pass_context
+def main(ctx: click.Context, root: Path | None) -> None:
     """Dockyard: a self-hosted container image hub and registry."""
+    ctx.ensure_object(dict)
+    ctx.obj["root"] = root
 
 
 @main.command()
@@ -33,8 +43,9 @@ def main() -> None:
 )
 @click.option(
     "--auth",
-    type=click.Choice(["none", "htpasswd"]),
-    help="How clients authenticate. [default: none]",
+    type=click.Choice(["hub", "none", "htpasswd"]),
+    help="hub: accounts and registry tokens, anonymous pulls of public repositories; "
+    "none: an open private registry; htpasswd: Basic auth from a file. [default: hub]",
 )
 @click.option(
     "--htpasswd",
@@ -51,6 +62,28 @@ def main() -> None:
     "--log-level", type=click.Choice(["debug", "info", "warning", "error"]), help="[default: info]"
 )
 @click.option("--access-log/--no-access-log", default=None, help="Log every request.")
+@click.option(
+    "--public-url",
+    help="The hub's URL as clients see it (token realm, emails). "
+    "[default: from each request's Host]",
+)
+@click.option("--token-service", help="The service name in registry tokens. [default: dockyard]")
+@click.option(
+    "--default-private/--default-public",
+    default=None,
+    help="Visibility of repositories created by a push. [default: public]",
+)
+@click.option(
+    "--open-signup/--closed-signup",
+    default=None,
+    help="Whether anyone may sign up. [default: open]",
+)
+@click.option(
+    "--smtp-host",
+    help="SMTP server for email confirmation; without one, accounts are active at sign-up.",
+)
+@click.option("--smtp-port", type=int, help="[default: 25]")
+@click.option("--smtp-from", help="Sender address of the hub's emails.")
 def serve(config_file: Path | None, **options: object) -> None:
     """Run the registry server.
 
@@ -123,3 +156,48 @@ def gc(config_file: Path | None, delete: bool, delete_untagged: bool, **options:
             click.echo(f"  {line}")
 
     asyncio.run(run())
+
+
+def _register_engine_commands() -> None:
+    from dockyard.cli.engine import register
+
+    register(main)
+
+
+_register_engine_commands()
+
+
+def _register_build_command() -> None:
+    from dockyard.cli.build import register
+
+    register(main)
+
+
+_register_build_command()
+
+
+def _register_distribution_commands() -> None:
+    from dockyard.cli.distribution import register
+
+    register(main)
+
+
+_register_distribution_commands()
+
+
+def _register_hub_commands() -> None:
+    from dockyard.cli.hub import register
+
+    register(main)
+
+
+_register_hub_commands()
+
+
+def _register_build_service_commands() -> None:
+    from dockyard.cli.builds import register
+
+    register(main)
+
+
+_register_build_service_commands()

@@ -1,0 +1,1 @@
+"""The Dockerfile builder: parse a Dockerfile, run its steps on the engine, cache them."""

@@ -330,6 +330,20 @@ class Accounts:
             ).all()
         return [{"id": r.id, "name": r.name} for r in rows]
 
+    async def team_roles(self, organization: str, repository_id: int) -> dict[str, str]:
+        """Every team of `organization` with a role on the repository: {team name: role}."""
+        query = (
+            select(s.teams.c.name, s.team_permissions.c.role)
+            .join(s.team_permissions, s.team_permissions.c.team_id == s.teams.c.id)
+            .join(s.namespaces, s.namespaces.c.id == s.teams.c.organization_id)
+            .where(
+                s.namespaces.c.name == organization,
+                s.team_permissions.c.repository_id == repository_id,
+            )
+        )
+        async with self.engine.connect() as conn:
+            return {row.name: row.role for row in await conn.execute(query)}
+
 
 async def _delete_namespace_repositories(conn: AsyncConnection, namespace: str) -> None:
     ids = list(

@@ -6,10 +6,20 @@ import datetime
 import functools
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from jinja2 import (
+    ChoiceLoader,
+    Environment,
+    FileSystemLoader,
+    PackageLoader,
+    StrictUndefined,
+    select_autoescape,
+)
+from starlette.applications import Starlette
 from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
@@ -89,17 +99,62 @@ def _number(count: int | None) -> str:
     return f"{value / 1_000_000:.1f}M".replace(".0M", "M")
 
 
+_loader = ChoiceLoader([PackageLoader("dockyard.hub.web", "templates")])
 templates = Environment(
-    loader=PackageLoader("dockyard.hub.web", "templates"),
+    loader=_loader,
     autoescape=select_autoescape(default=True),
     undefined=StrictUndefined,
     trim_blocks=True,
     lstrip_blocks=True,
 )
+
+
+def _expired(timestamp: float | None) -> bool:
+    return timestamp is not None and timestamp < time.time()
+
+
 templates.filters.update(
-    ago=_ago, date=_date, iso=_iso, size=_size, number=_number, markdown=render_markdown
+    ago=_ago,
+    date=_date,
+    iso=_iso,
+    size=_size,
+    number=_number,
+    expired=_expired,
+    markdown=render_markdown,
 )
 templates.filters["url"] = lambda value: quote(str(value), safe="/")
+
+
+def add_templates(directory: Path) -> None:
+    """Let an upper layer render its own templates here; they may extend "repository.html"."""
+    if not any(
+        isinstance(loader, FileSystemLoader) and Path(directory) in map(Path, loader.searchpath)
+        for loader in _loader.loaders
+    ):
+        _loader.loaders.append(FileSystemLoader(directory))
+
+
+@dataclass(frozen=True)
+class RepositoryTab:
+    """A tab an upper layer adds to every repository page; it links to /r/NAME/-/SUFFIX.
+
+    Register it with `add_repository_tab(app, tab)` and serve its page with a route given to
+    `web_routes(repository_routes=…)`; `admin_only` shows it only to the repository's admins.
+    """
+
+    label: str
+    suffix: str
+    admin_only: bool = False
+
+
+def add_repository_tab(app: Starlette, tab: RepositoryTab) -> None:
+    """Show `tab` on the repository pages of `app` (the Starlette app `hub_app` returned)."""
+    current: list[RepositoryTab] = getattr(app.state, "repository_tabs", [])
+    app.state.repository_tabs = [*(t for t in current if t.suffix != tab.suffix), tab]
+
+
+def repository_tabs(request: Request) -> list[RepositoryTab]:
+    return list(getattr(request.app.state, "repository_tabs", ()))
 
 
 def hub_of(request: Request) -> Hub:
@@ -138,6 +193,7 @@ def render(request: Request, template: str, status: int = 200, **context: Any) -
         csrf_field=CSRF_FIELD,
         path=request.url.path,
         query=request.query_params.get("q", ""),
+        registry_host=registry_host(request),
         **context,
     )
     return HTMLResponse(body, status_code=status)
@@ -210,8 +266,6 @@ def page(handler: Handler) -> Handler:
             )
             return response
         except AccountError as error:
-            return render(
-                request, "error.html", 400, title="That did not work", message=str(error)
-            )
+            return render(request, "error.html", 400, title="That did not work", message=str(error))
 
     return wrapped

@@ -80,7 +80,7 @@ class Notifier:
         self._wake.set()
 
     async def deliver_due(self) -> int:
-        """Post every delivery that is due; returns how many were attempted."""
+        """Post every delivery that is due and not taken by another sender; returns how many."""
         d, w = s.webhook_deliveries, s.repository_webhooks
         async with self.engine.connect() as conn:
             due = (
@@ -92,8 +92,12 @@ class Notifier:
                     .limit(50)
                 )
             ).all()
+        attempted = 0
         async with httpx.AsyncClient(timeout=self.timeout, follow_redirects=False) as client:
             for row in due:
+                if not await self._claim(row.id, row.attempts):
+                    continue
+                attempted += 1
                 error = None
                 try:
                     response = await client.post(
@@ -119,7 +123,19 @@ class Notifier:
                     values["next_attempt"] = time.time() + BACKOFF[attempts - 1]
                 async with self.engine.begin() as conn:
                     await conn.execute(update(d).where(d.c.id == row.id).values(**values))
-        return len(due)
+        return attempted
+
+    async def _claim(self, delivery_id: int, attempts: int) -> bool:
+        """Take a due delivery for one sender (of many loops or nodes) until it is reported."""
+        d = s.webhook_deliveries
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                update(d)
+                .where(d.c.id == delivery_id, d.c.status == PENDING, d.c.attempts == attempts)
+                .where(d.c.next_attempt <= time.time())
+                .values(next_attempt=time.time() + self.timeout * 3)
+            )
+        return result.rowcount == 1
 
     async def run(self, interval: float = 1.0) -> None:
         while True:

@@ -4,10 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 from typing import Any
 
 from starlette.applications import Starlette
 
+from dockyard.builds import api as builds_api
+from dockyard.builds.notify import Notifier
+from dockyard.builds.queue import BuildQueue
+from dockyard.builds.secrets import SecretBox
+from dockyard.builds.service import Builds, LocalJobs
+from dockyard.builds.sources import Sources
+from dockyard.builds.worker import Worker
 from dockyard.db.engine import open_engine
 from dockyard.hub.access_tokens import AccessTokens
 from dockyard.hub.accounts import Accounts
@@ -19,6 +28,7 @@ from dockyard.hub.permissions import Permissions
 from dockyard.hub.registry_access import TokenAccess
 from dockyard.hub.repositories import PullCounter, Repositories
 from dockyard.hub.signing import TokenSigner
+from dockyard.hub.web import web_middleware, web_routes
 from dockyard.registry.app import RegistryApp
 from dockyard.registry.auth import Authorizer, HtpasswdAccess, OpenAccess
 from dockyard.registry.cache import ManifestCache
@@ -81,12 +91,29 @@ def open_hub(settings: Settings, registry: Registry) -> Hub:
     return hub
 
 
+def open_builds(settings: Settings, hub: Hub) -> Builds:
+    """Automated builds over the hub; pushes reach the registry at its own address."""
+    engine = hub.registry.meta.engine
+    host = settings.host if settings.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
+    builds = Builds(
+        hub=hub,
+        sources=Sources(engine, SecretBox(settings.data_dir / "hub"), settings.allow_local_sources),
+        queue=BuildQueue(engine, settings.build_namespace_limit),
+        notifier=Notifier(engine),
+        registry_url=f"http://{host}:{settings.port}",
+        worker_token=settings.worker_token,
+    )
+    hub.registry.on_push = builds.pushed
+    return builds
+
+
 class DockyardApp:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.registry: RegistryApp | None = None
         self.hub: Hub | None = None
         self.hub_app: Starlette | None = None
+        self.builds: Builds | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
@@ -107,8 +134,20 @@ class DockyardApp:
         registry = open_registry(self.settings)
         if self.settings.auth == "hub":
             self.hub = open_hub(self.settings, registry)
-            self.hub_app = hub_app(self.hub)
+            self.builds = open_builds(self.settings, self.hub)
+            self.hub_app = hub_app(
+                self.hub, web_routes(), web_middleware(self.hub), api_routes=builds_api.routes
+            )
+            self.hub_app.state.builds = self.builds
             self._tasks.append(asyncio.create_task(self.hub.pulls.run()))
+            self._tasks.append(asyncio.create_task(self.builds.notifier.run()))
+            for number in range(self.settings.build_workers):
+                worker = Worker(
+                    LocalJobs(self.builds, f"{socket.gethostname()}-{os.getpid()}-{number}"),
+                    self.settings.data_dir / "builds" / f"worker-{os.getpid()}-{number}",
+                    name=f"local-{number}",
+                )
+                self._tasks.append(asyncio.create_task(worker.run_forever()))
             if self.hub.mailer is None:
                 log.info("accounts are active at sign-up: no smtp_host, so no email confirmation")
         self.registry = RegistryApp(registry)

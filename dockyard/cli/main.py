@@ -84,6 +84,25 @@ def main(ctx: click.Context, root: Path | None) -> None:
 )
 @click.option("--smtp-port", type=int, help="[default: 25]")
 @click.option("--smtp-from", help="Sender address of the hub's emails.")
+@click.option(
+    "--build-workers",
+    type=int,
+    help="Automated-build workers in this process (0: only remote `dockyard worker`s). "
+    "[default: 1]",
+)
+@click.option(
+    "--build-namespace-limit", type=int, help="Builds running at once per namespace. [default: 2]"
+)
+@click.option(
+    "--worker-token",
+    help="The token remote `dockyard worker --token` processes present. [default: none, "
+    "remote workers refused]",
+)
+@click.option(
+    "--allow-local-sources/--no-local-sources",
+    default=None,
+    help="Let admins link git repositories by a local path on this machine. [default: no]",
+)
 def serve(config_file: Path | None, **options: object) -> None:
     """Run the registry server.
 

@@ -11,6 +11,7 @@ from typing import Any
 from starlette.applications import Starlette
 
 from dockyard.builds import api as builds_api
+from dockyard.builds import web as builds_web
 from dockyard.builds.notify import Notifier
 from dockyard.builds.queue import BuildQueue
 from dockyard.builds.secrets import SecretBox
@@ -136,9 +137,13 @@ class DockyardApp:
             self.hub = open_hub(self.settings, registry)
             self.builds = open_builds(self.settings, self.hub)
             self.hub_app = hub_app(
-                self.hub, web_routes(), web_middleware(self.hub), api_routes=builds_api.routes
+                self.hub,
+                web_routes(repository_routes=builds_web.routes),
+                web_middleware(self.hub),
+                api_routes=builds_api.routes,
             )
             self.hub_app.state.builds = self.builds
+            builds_web.install(self.hub_app)
             self._tasks.append(asyncio.create_task(self.hub.pulls.run()))
             self._tasks.append(asyncio.create_task(self.builds.notifier.run()))
             for number in range(self.settings.build_workers):

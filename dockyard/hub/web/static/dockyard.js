@@ -51,3 +51,43 @@
     );
   });
 })();
+
+// Live text: <pre data-follow="URL"> appends what URL streams (same-origin, with the session)
+// and reloads the page when the stream ends, so the page shows the final state.
+(function () {
+  "use strict";
+
+  function follow(pre) {
+    var url = pre.getAttribute("data-follow");
+    if (!url || !window.fetch || !window.TextDecoder) {
+      return;
+    }
+    pre.textContent = "";
+    fetch(url, { credentials: "same-origin" }).then(function (response) {
+      if (!response.ok || !response.body) {
+        return;
+      }
+      var reader = response.body.getReader();
+      var decoder = new TextDecoder();
+      function pump() {
+        return reader.read().then(function (chunk) {
+          if (chunk.done) {
+            window.location.reload();
+            return;
+          }
+          var atBottom = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
+          pre.textContent += decoder.decode(chunk.value, { stream: true });
+          if (atBottom) {
+            pre.scrollTop = pre.scrollHeight;
+          }
+          return pump();
+        });
+      }
+      return pump();
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    document.querySelectorAll("pre[data-follow]").forEach(follow);
+  });
+})();

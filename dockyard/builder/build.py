@@ -228,16 +228,26 @@ class Builder:
         return None
 
     def _commit(
-        self, stage: Stage, key: str, created_by: str, upper: Path | None = None
+        self,
+        stage: Stage,
+        key: str,
+        created_by: str,
+        upper: Path | None = None,
+        *,
+        own: bool = False,
     ) -> None:
+        """Commit the step; `own` says the builder wrote `upper` itself (COPY, ADD, WORKDIR),
+        so it moves into the store as it is, while a container's goes through a tar."""
         with self.store.creating_layers():
             diff_id = None
             if upper is not None and has_changes(upper):
-                from dockyard.engine.commit import layer_from_dir
+                from dockyard.engine.commit import adopt_own_dir, layer_from_dir
 
-                result = layer_from_dir(self.store, upper)
-                if result.diff_id != EMPTY_LAYER_DIFF_ID:
-                    diff_id = result.diff_id
+                made = adopt_own_dir(self.store, upper) if own else layer_from_dir(
+                    self.store, upper
+                ).diff_id
+                if made != EMPTY_LAYER_DIFF_ID:
+                    diff_id = made
             diff_ids = [*stage.diff_ids, *([diff_id] if diff_id else [])]
             if len(diff_ids) > MAX_LAYERS:
                 raise BuildError(f"max depth exceeded: an image has at most {MAX_LAYERS} layers")
@@ -500,7 +510,7 @@ class Builder:
 
         with mounted(self.store, stage.diff_ids) as view:
             ensure_dir(view.rootfs, workdir, ROOT)
-            self._commit(stage, key, self._nop(stage, comment), view.upper)
+            self._commit(stage, key, self._nop(stage, comment), view.upper, own=True)
 
     def _run(self, stage: Stage, instruction: Instruction) -> None:
         argv = self._run_argv(stage, instruction)
@@ -621,7 +631,7 @@ class Builder:
                 return
             with mounted(self.store, stage.diff_ids) as view:
                 transfer.write(items, view.rootfs, dest, dest_is_dir)
-                self._commit(stage, key, self._nop(stage, comment), view.upper)
+                self._commit(stage, key, self._nop(stage, comment), view.upper, own=True)
 
     # --- shared helpers for Transfer ------------------------------------------------------
 

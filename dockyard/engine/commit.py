@@ -8,7 +8,7 @@ from pathlib import Path
 
 from dockyard.engine.changes import apply_change
 from dockyard.engine.containers import Container
-from dockyard.engine.layers import LayerResult, Limits, write_layer_tar
+from dockyard.engine.layers import LayerResult, Limits, layer_digest_and_size, write_layer_tar
 from dockyard.engine.store import Store, StoreError
 from dockyard.oci.image import encode, history_entry, new_config, now_rfc3339
 from dockyard.oci.reference import InvalidReference, normalize_tag
@@ -41,6 +41,20 @@ def layer_from_dir(store: Store, source: Path) -> LayerResult:
     if failure:
         raise failure[0]
     return result
+
+
+def adopt_own_dir(store: Store, source: Path) -> str:
+    """Make `source`, an overlay-form directory this process wrote itself, a stored layer by
+    moving it into the store; only its tar's digest is computed. Returns the diff ID.
+
+    Never for what a container wrote: that goes through `layer_from_dir`, whose unpacking
+    refuses or filters what a layer may not hold. Call inside `store.creating_layers()`.
+    """
+    diff_id, size = layer_digest_and_size(source)
+    if store.has_layer(diff_id):
+        return diff_id
+    store.adopt_layer_dir(source, diff_id, size)
+    return diff_id
 
 
 def commit(

@@ -596,9 +596,14 @@ class _HashWriter:
 
 def layer_diff_id(src: Path) -> str:
     """The diff ID (sha256 of the uncompressed tar) `write_layer_tar` would produce."""
+    return layer_digest_and_size(src)[0]
+
+
+def layer_digest_and_size(src: Path) -> tuple[str, int]:
+    """The diff ID of `src` and the bytes of its regular files, from one tar pass."""
     writer = _HashWriter()
-    write_layer_tar(src, writer)  # type: ignore[arg-type]
-    return writer.digest
+    size = write_layer_tar(src, writer)  # type: ignore[arg-type]
+    return writer.digest, size
 
 
 def write_layer_blob(src: Path, out: BinaryIO, *, compress: bool = True) -> tuple[str, str, int]:

@@ -193,6 +193,12 @@ class Store:
             self._install_layer(work, result.diff_id, result.size, blobs, altered=altered)
         return result
 
+    def adopt_layer_dir(self, source: Path, diff_id: str, size: int) -> None:
+        """Move `source` (overlay form, on the store's filesystem) in as layer `diff_id`."""
+        with self.scratch_dir("layer-") as work:
+            os.rename(source, work / "diff")
+            self._install_layer(work, diff_id, size, [])
+
     def add_layer_dir(self, work: Path, diff_id: str, size: int) -> None:
         """Install `work/diff` (already unpacked in overlay form) as layer `diff_id`."""
         self._install_layer(work, diff_id, size, [])

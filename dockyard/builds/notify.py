@@ -14,6 +14,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dockyard.db import schema as s
+from dockyard.db.engine import begin
 
 log = logging.getLogger("dockyard.builds")
 
@@ -33,7 +34,7 @@ class Notifier:
             raise ValueError("a webhook URL must be http:// or https://")
         if not name.strip() or len(name) > 100:
             raise ValueError("a webhook needs a name of 1 to 100 characters")
-        async with self.engine.begin() as conn:
+        async with begin(self.engine) as conn:
             result = await conn.execute(
                 s.repository_webhooks.insert().values(
                     repository_id=repository_id,
@@ -54,7 +55,7 @@ class Notifier:
 
     async def remove_webhook(self, repository_id: int, webhook_id: int) -> bool:
         w = s.repository_webhooks
-        async with self.engine.begin() as conn:
+        async with begin(self.engine) as conn:
             result = await conn.execute(
                 delete(w).where(w.c.id == webhook_id, w.c.repository_id == repository_id)
             )
@@ -66,7 +67,7 @@ class Notifier:
         if not hooks:
             return
         body = json.dumps({"event": event, **payload})
-        async with self.engine.begin() as conn:
+        async with begin(self.engine) as conn:
             for hook in hooks:
                 await conn.execute(
                     s.webhook_deliveries.insert().values(
@@ -121,14 +122,14 @@ class Notifier:
                     log.warning("webhook gave up url=%s error=%s", row.url, error)
                 else:
                     values["next_attempt"] = time.time() + BACKOFF[attempts - 1]
-                async with self.engine.begin() as conn:
+                async with begin(self.engine) as conn:
                     await conn.execute(update(d).where(d.c.id == row.id).values(**values))
         return attempted
 
     async def _claim(self, delivery_id: int, attempts: int) -> bool:
         """Take a due delivery for one sender (of many loops or nodes) until it is reported."""
         d = s.webhook_deliveries
-        async with self.engine.begin() as conn:
+        async with begin(self.engine) as conn:
             result = await conn.execute(
                 update(d)
                 .where(d.c.id == delivery_id, d.c.status == PENDING, d.c.attempts == attempts)

@@ -16,6 +16,7 @@ from sqlalchemy import and_, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dockyard.db import schema as s
+from dockyard.db.engine import begin
 
 QUEUED, CLONING, BUILDING, PUSHING = "queued", "cloning", "building", "pushing"
 SUCCESS, FAILED, CANCELLED, ERROR = "success", "failed", "cancelled", "error"
@@ -88,7 +89,7 @@ class BuildQueue:
     ) -> int:
         """A new queued build; a duplicate of one still queued returns that one instead."""
         b = s.builds
-        async with self.engine.begin() as conn:
+        async with begin(self.engine) as conn:
             existing = (
                 await conn.execute(
                     select(b.c.id).where(
@@ -148,7 +149,7 @@ class BuildQueue:
             .group_by(b.c.namespace)
         )
         for _ in range(5):
-            async with self.engine.begin() as conn:
+            async with begin(self.engine) as conn:
                 busy = {
                     row.namespace
                     for row in await conn.execute(active)
@@ -197,7 +198,7 @@ class BuildQueue:
         values: dict[str, object] = {"lease_expires": time.time() + seconds}
         if status in ACTIVE:
             values["status"] = status
-        async with self.engine.begin() as conn:
+        async with begin(self.engine) as conn:
             result = await conn.execute(
                 update(s.builds).where(self._held(build_id, token)).values(**values)
             )
@@ -207,7 +208,7 @@ class BuildQueue:
         """Append to the build's log (from its lease holder, when a token is given)."""
         if not text:
             return True
-        async with self.engine.begin() as conn:
+        async with begin(self.engine) as conn:
             if token is not None:
                 held = (
                     await conn.execute(select(s.builds.c.id).where(self._held(build_id, token)))
@@ -250,7 +251,7 @@ class BuildQueue:
         """Record the outcome; only the current lease holder can, and only once."""
         if status not in (SUCCESS, FAILED, ERROR):
             raise ValueError(f"a worker cannot finish a build as {status!r}")
-        async with self.engine.begin() as conn:
+        async with begin(self.engine) as conn:
             result = await conn.execute(
                 update(s.builds)
                 .where(self._held(build_id, token))
@@ -267,7 +268,7 @@ class BuildQueue:
 
     async def cancel(self, build_id: int) -> bool:
         b = s.builds
-        async with self.engine.begin() as conn:
+        async with begin(self.engine) as conn:
             result = await conn.execute(
                 update(b)
                 .where(b.c.id == build_id, b.c.status.in_((QUEUED, *ACTIVE)))
@@ -302,7 +303,7 @@ class BuildQueue:
         b = s.builds
         now = time.time()
         expired = and_(b.c.status.in_(ACTIVE), b.c.lease_expires < now)
-        async with self.engine.begin() as conn:
+        async with begin(self.engine) as conn:
             await conn.execute(
                 update(b)
                 .where(expired, b.c.attempt >= MAX_ATTEMPTS)

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from dockyard.builds.rules import Rule, RuleError
 from dockyard.builds.secrets import SecretBox
 from dockyard.db import schema as s
+from dockyard.db.engine import begin
 
 AUTH_KINDS = ("none", "token", "ssh")
 MAX_RULES = 50
@@ -116,7 +117,7 @@ class Sources:
             username = secret = None
         webhook_secret = secrets.token_hex(20)
         trigger_token = secrets.token_urlsafe(24)
-        async with self.engine.begin() as conn:
+        async with begin(self.engine) as conn:
             await conn.execute(
                 delete(s.build_sources).where(s.build_sources.c.repository_id == repository_id)
             )
@@ -139,7 +140,7 @@ class Sources:
         return Linked(source, webhook_secret, trigger_token)
 
     async def unlink(self, repository_id: int) -> bool:
-        async with self.engine.begin() as conn:
+        async with begin(self.engine) as conn:
             result = await conn.execute(
                 delete(s.build_sources).where(s.build_sources.c.repository_id == repository_id)
             )
@@ -202,7 +203,7 @@ class Sources:
             raise RuleError(f"at most {MAX_RULES} build rules")
         for rule in rules:
             rule.check()
-        async with self.engine.begin() as conn:
+        async with begin(self.engine) as conn:
             await conn.execute(delete(s.build_rules).where(s.build_rules.c.source_id == source_id))
             for position, rule in enumerate(rules):
                 await conn.execute(

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import weakref
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +13,8 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Insert, Table, event
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.engine import Engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -46,6 +51,27 @@ def open_engine(url: str) -> AsyncEngine:
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     return create_async_engine(url, pool_pre_ping=True)
+
+
+_sqlite_writers: weakref.WeakKeyDictionary[
+    Engine, tuple[asyncio.AbstractEventLoop, asyncio.Lock]
+] = weakref.WeakKeyDictionary()
+
+
+@asynccontextmanager
+async def begin(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A write transaction. SQLite has one writer at a time: this process's writers queue on
+    a lock here rather than in SQLite's busy handler, which sleeps up to 100 ms per retry."""
+    if engine.dialect.name != "sqlite":
+        async with engine.begin() as conn:
+            yield conn
+        return
+    loop = asyncio.get_running_loop()
+    known = _sqlite_writers.get(engine.sync_engine)
+    if known is None or known[0] is not loop:
+        known = _sqlite_writers[engine.sync_engine] = (loop, asyncio.Lock())
+    async with known[1], engine.begin() as conn:
+        yield conn
 
 
 def insert_ignoring_conflicts(engine: AsyncEngine, table: Table) -> Insert:

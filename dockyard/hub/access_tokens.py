@@ -11,6 +11,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dockyard.db import schema as s
+from dockyard.db.engine import begin
 from dockyard.hub.accounts import AccountError, Accounts, User
 
 SCOPES = ("read", "write", "delete")
@@ -60,7 +61,7 @@ class AccessTokens:
             raise AccountError("expiry must be in the future")
         token = PREFIX + secrets.token_urlsafe(32)
         now = time.time()
-        async with self.engine.begin() as conn:
+        async with begin(self.engine) as conn:
             await conn.execute(
                 s.access_tokens.insert().values(
                     user_id=user.id,
@@ -98,7 +99,7 @@ class AccessTokens:
         if user is None or not user.is_active:
             return None
         if row.last_used_at is None or row.last_used_at < now - TOUCH_INTERVAL:
-            async with self.engine.begin() as conn:
+            async with begin(self.engine) as conn:
                 await conn.execute(update(t).where(t.c.id == row.id).values(last_used_at=now))
         return user, frozenset(row.scopes.split(","))
 
@@ -133,6 +134,6 @@ class AccessTokens:
 
     async def revoke(self, user: User, token_id: int) -> bool:
         t = s.access_tokens
-        async with self.engine.begin() as conn:
+        async with begin(self.engine) as conn:
             result = await conn.execute(delete(t).where(t.c.id == token_id, t.c.user_id == user.id))
         return result.rowcount > 0

@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from dockyard.db import schema as s
+from dockyard.db.engine import begin
 from dockyard.hub.names import namespace_problem
 from dockyard.hub.passwords import (
     DUMMY_HASH,
@@ -101,7 +102,7 @@ class Accounts:
         confirm = None if active else secrets.token_urlsafe(24)
         now = time.time()
         try:
-            async with self.engine.begin() as conn:
+            async with begin(self.engine) as conn:
                 namespace_id = (
                     await conn.execute(
                         s.namespaces.insert().values(name=username, kind=USER, created_at=now)
@@ -164,7 +165,7 @@ class Accounts:
         return True
 
     async def confirm_email(self, token: str) -> User | None:
-        async with self.engine.begin() as conn:
+        async with begin(self.engine) as conn:
             row = (
                 await conn.execute(select(s.users.c.id).where(s.users.c.confirm_token == token))
             ).first()
@@ -184,14 +185,14 @@ class Accounts:
         if problem:
             raise AccountError(f"new password {problem}")
         hashed = await hash_password(new)
-        async with self.engine.begin() as conn:
+        async with begin(self.engine) as conn:
             await conn.execute(
                 update(s.users).where(s.users.c.id == user.id).values(password_hash=hashed)
             )
 
     async def delete_user(self, user: User) -> None:
         """Remove the account, its tokens, and the repositories of its namespace."""
-        async with self.engine.begin() as conn:
+        async with begin(self.engine) as conn:
             await _delete_namespace_repositories(conn, user.username)
             await conn.execute(delete(s.access_tokens).where(s.access_tokens.c.user_id == user.id))
             await conn.execute(delete(s.users).where(s.users.c.id == user.id))
@@ -202,7 +203,7 @@ class Accounts:
         if problem:
             raise AccountError(f"organisation name {problem}")
         try:
-            async with self.engine.begin() as conn:
+            async with begin(self.engine) as conn:
                 org_id = (
                     await conn.execute(
                         s.namespaces.insert().values(
@@ -225,7 +226,7 @@ class Accounts:
         return found[0]
 
     async def add_member(self, organization: str, user: User, *, owner: bool = False) -> None:
-        async with self.engine.begin() as conn:
+        async with begin(self.engine) as conn:
             org_id = await self._organization_id(conn, organization)
             await conn.execute(
                 delete(s.organization_members).where(
@@ -256,7 +257,7 @@ class Accounts:
         if not name or len(name) > 100:
             raise AccountError("team name must be 1 to 100 characters")
         try:
-            async with self.engine.begin() as conn:
+            async with begin(self.engine) as conn:
                 org_id = await self._organization_id(conn, organization)
                 result = await conn.execute(
                     s.teams.insert().values(organization_id=org_id, name=name)
@@ -279,7 +280,7 @@ class Accounts:
         return row.id
 
     async def add_team_member(self, organization: str, team: str, user: User) -> None:
-        async with self.engine.begin() as conn:
+        async with begin(self.engine) as conn:
             team_id = await self._team_id(conn, organization, team)
             members = s.organization_members
             org_id = await self._organization_id(conn, organization)
@@ -304,7 +305,7 @@ class Accounts:
     ) -> None:
         if role is not None and role not in ROLES:
             raise AccountError(f"role must be one of {', '.join(ROLES)}")
-        async with self.engine.begin() as conn:
+        async with begin(self.engine) as conn:
             team_id = await self._team_id(conn, organization, team)
             where = and_(
                 s.team_permissions.c.team_id == team_id,

@@ -12,6 +12,7 @@ from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from dockyard.db import schema as s
+from dockyard.db.engine import begin
 from dockyard.hub.accounts import AccountError, delete_repository_rows
 from dockyard.hub.names import OFFICIAL, canonical_repository, display_name
 from dockyard.hub.permissions import Permissions, Principal
@@ -119,7 +120,7 @@ class Repositories:
             raise AccountError("you cannot create repositories in that namespace")
         _check_description(description)
         try:
-            async with self.engine.begin() as conn:
+            async with begin(self.engine) as conn:
                 await conn.execute(
                     s.repositories.insert().values(
                         name=name,
@@ -155,7 +156,7 @@ class Repositories:
             values["readme"] = readme
         if not values:
             return
-        async with self.engine.begin() as conn:
+        async with begin(self.engine) as conn:
             await conn.execute(
                 update(s.repositories)
                 .where(s.repositories.c.name == canonical_repository(name))
@@ -164,7 +165,7 @@ class Repositories:
         self.registry.meta.changes.bump()
 
     async def delete(self, name: str) -> None:
-        async with self.engine.begin() as conn:
+        async with begin(self.engine) as conn:
             ids = list(
                 (
                     await conn.execute(
@@ -181,7 +182,7 @@ class Repositories:
         return await self.registry.meta.delete_tag(canonical_repository(name), tag)
 
     async def set_automated(self, name: str, automated: bool) -> None:
-        async with self.engine.begin() as conn:
+        async with begin(self.engine) as conn:
             await conn.execute(
                 update(s.repositories)
                 .where(s.repositories.c.name == canonical_repository(name))
@@ -194,7 +195,7 @@ class Repositories:
             raise AccountError("no such repository")
         if role is not None and role not in ("read", "write", "admin"):
             raise AccountError("role must be read, write or admin")
-        async with self.engine.begin() as conn:
+        async with begin(self.engine) as conn:
             await conn.execute(
                 delete(s.collaborators).where(
                     s.collaborators.c.repository_id == info.id,
@@ -226,7 +227,7 @@ class Repositories:
         info = await self.get(name)
         if info is None:
             raise AccountError("no such repository")
-        async with self.engine.begin() as conn:
+        async with begin(self.engine) as conn:
             await conn.execute(
                 delete(s.stars).where(
                     s.stars.c.user_id == user_id, s.stars.c.repository_id == info.id
@@ -377,7 +378,7 @@ class PullCounter:
         pending, self._pending = self._pending, {}
         if not pending:
             return
-        async with self.engine.begin() as conn:
+        async with begin(self.engine) as conn:
             for name, count in pending.items():
                 await conn.execute(
                     update(s.repositories)

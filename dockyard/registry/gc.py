@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import and_, delete, exists, select
 
 from dockyard.db import schema as s
+from dockyard.db.engine import begin
 from dockyard.oci.digest import Digest
 from dockyard.registry.context import Registry
 
@@ -64,7 +65,7 @@ async def _delete_untagged(registry: Registry, report: Report, dry_run: bool) ->
         report.lines.extend(f"manifest {digest}" for _, digest in roots)
         if dry_run:
             return
-        async with registry.meta.engine.begin() as conn:
+        async with begin(registry.meta.engine) as conn:
             for repository_id, digest in roots:
                 where = {"repository_id": repository_id}
                 await conn.execute(delete(s.manifests).filter_by(**where, digest=digest))
@@ -93,7 +94,7 @@ async def collect(
     async with registry.store.sweep_guard():
         for digest, _ in candidates:
             key = str(digest)
-            async with registry.meta.engine.begin() as conn:
+            async with begin(registry.meta.engine) as conn:
                 if (await conn.execute(select(_referenced(key)))).scalar():
                     continue
                 row = (

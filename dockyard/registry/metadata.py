@@ -10,7 +10,7 @@ from sqlalchemy import and_, delete, exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from dockyard.db import schema as s
-from dockyard.db.engine import insert_ignoring_conflicts, upsert
+from dockyard.db.engine import begin, insert_ignoring_conflicts, upsert
 from dockyard.oci.digest import Digest
 from dockyard.oci.manifest import Manifest
 from dockyard.registry.changes import ChangeStamp
@@ -99,7 +99,7 @@ class Metadata:
     async def link_blob(self, name: str, digest: Digest, size: int) -> None:
         """Record the blob and make it part of repository `name`."""
         now = time.time()
-        async with self.engine.begin() as conn:
+        async with begin(self.engine) as conn:
             repository_id = await self._ensure_repository(conn, name)
             await conn.execute(
                 upsert(self.engine, s.blobs, ["digest"], ["last_used"]).values(
@@ -115,7 +115,7 @@ class Metadata:
     async def touch_blob(self, digest: Digest) -> None:
         """Note that a client relies on the blob now, so garbage collection spares it."""
         now = time.time()
-        async with self.engine.begin() as conn:
+        async with begin(self.engine) as conn:
             await conn.execute(
                 update(s.blobs)
                 .where(s.blobs.c.digest == str(digest), s.blobs.c.last_used < now - TOUCH_INTERVAL)
@@ -123,7 +123,7 @@ class Metadata:
             )
 
     async def unlink_blob(self, name: str, digest: Digest) -> bool:
-        async with self.engine.begin() as conn:
+        async with begin(self.engine) as conn:
             repository_id = await self._repository_id(conn, name)
             if repository_id is None:
                 return False
@@ -136,7 +136,7 @@ class Metadata:
             return result.rowcount > 0
 
     async def create_upload(self, upload_id: str, name: str) -> None:
-        async with self.engine.begin() as conn:
+        async with begin(self.engine) as conn:
             await conn.execute(
                 s.uploads.insert().values(id=upload_id, repository=name, created_at=time.time())
             )
@@ -149,7 +149,7 @@ class Metadata:
             return result.scalar()
 
     async def delete_upload(self, upload_id: str) -> None:
-        async with self.engine.begin() as conn:
+        async with begin(self.engine) as conn:
             await conn.execute(delete(s.uploads).where(s.uploads.c.id == upload_id))
 
     async def put_manifest(
@@ -163,7 +163,7 @@ class Metadata:
         """Store the manifest's metadata and point `tags` at it, once every reference exists."""
         blob_digests = sorted({str(d.digest) for d in manifest.blobs if d.distributable})
         child_digests = sorted({str(d.digest) for d in manifest.manifests})
-        async with self.engine.begin() as conn:
+        async with begin(self.engine) as conn:
             repository_id = await self._ensure_repository(conn, name)
             missing_blobs = await self._missing(
                 conn, s.repository_blobs, repository_id, blob_digests
@@ -246,7 +246,7 @@ class Metadata:
 
     async def delete_manifest(self, name: str, digest: str) -> bool:
         """Remove the manifest and every tag on it from the repository."""
-        async with self.engine.begin() as conn:
+        async with begin(self.engine) as conn:
             repository_id = await self._repository_id(conn, name)
             if repository_id is None:
                 return False
@@ -260,7 +260,7 @@ class Metadata:
         return True
 
     async def delete_tag(self, name: str, tag: str) -> bool:
-        async with self.engine.begin() as conn:
+        async with begin(self.engine) as conn:
             repository_id = await self._repository_id(conn, name)
             if repository_id is None:
                 return False

@@ -82,7 +82,7 @@ BUILDS_TEMPLATE = """{% extends "repository.html" %}
 @page
 async def builds_page(request: Request) -> Response:
     _, _, info = await readable_repository(request)
-    return await repository_page(request, info, "builds", "builds.html", summary="3 builds")
+    return await repository_page(request, info, "builds", "tab-test.html", summary="3 builds")
 
 
 @pytest.fixture
@@ -91,7 +91,7 @@ async def tabbed(tmp_path: Path) -> AsyncIterator[httpx.ASGITransport]:
     client, http = await open_client(hub_settings(tmp_path / "data"))
     templates = tmp_path / "templates"
     templates.mkdir()
-    (templates / "builds.html").write_text(BUILDS_TEMPLATE)
+    (templates / "tab-test.html").write_text(BUILDS_TEMPLATE)
     add_templates(templates)
     hub = client.hub
     routes = web_routes(repository_routes=[Route(BASE + "/-/builds", builds_page)])

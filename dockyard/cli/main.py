@@ -94,6 +94,11 @@ def main(ctx: click.Context, root: Path | None) -> None:
     "--build-namespace-limit", type=int, help="Builds running at once per namespace. [default: 2]"
 )
 @click.option(
+    "--build-lease-seconds",
+    type=float,
+    help="How long a silent worker keeps its build before another may run it. [default: 30]",
+)
+@click.option(
     "--worker-token",
     help="The token remote `dockyard worker --token` processes present. [default: none, "
     "remote workers refused]",

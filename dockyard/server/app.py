@@ -102,6 +102,7 @@ def open_builds(settings: Settings, hub: Hub) -> Builds:
         queue=BuildQueue(engine, settings.build_namespace_limit),
         notifier=Notifier(engine),
         registry_url=f"http://{host}:{settings.port}",
+        lease_seconds=settings.build_lease_seconds,
         worker_token=settings.worker_token,
     )
     hub.registry.on_push = builds.pushed

@@ -40,6 +40,7 @@ class Settings:
     smtp_from: str = "dockyard@localhost"
     build_workers: int = 1
     build_namespace_limit: int = 2
+    build_lease_seconds: float = 30.0
     worker_token: str = ""
     allow_local_sources: bool = False
 
@@ -64,6 +65,8 @@ class Settings:
             raise ValueError("auth 'htpasswd' needs an htpasswd file: --htpasswd FILE")
         if self.server not in ("uvicorn", "granian"):
             raise ValueError(f"server must be 'uvicorn' or 'granian', not {self.server!r}")
+        if self.build_lease_seconds < 1:
+            raise ValueError("build_lease_seconds must be at least 1")
         if self.workers < 1:
             raise ValueError("workers must be at least 1")
         if not 0 < self.port < 65536:

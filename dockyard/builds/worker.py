@@ -78,12 +78,16 @@ class Worker:
         task = asyncio.create_task(self._steps(job, status))
         beat = asyncio.create_task(self._heartbeat(job, status, task))
         try:
-            outcome, error, step = await task
+            outcome, error, step = await asyncio.shield(task)
         except asyncio.CancelledError:
-            if not task.cancelled():
-                raise
-            log.info("build lost its lease or was cancelled build=%d", job.build_id)
-            return
+            if task.cancelled():
+                log.info("build lost its lease or was cancelled build=%d", job.build_id)
+                return
+            # The worker itself is stopping: let the build kill its containers first.
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            raise
         finally:
             beat.cancel()
         await self.source.finish(job, outcome, error, step)

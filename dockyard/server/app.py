@@ -42,6 +42,7 @@ from dockyard.server.config import Settings, load_settings
 from dockyard.storage.filesystem import FilesystemStore
 
 log = logging.getLogger("dockyard.server")
+SHUTDOWN_SECONDS = 15.0  # time for build workers to remove their containers
 
 
 def make_authorizer(settings: Settings) -> Authorizer:
@@ -172,6 +173,8 @@ class DockyardApp:
             elif message["type"] == "lifespan.shutdown":
                 for task in self._tasks:
                     task.cancel()
+                if self._tasks:
+                    await asyncio.wait(self._tasks, timeout=SHUTDOWN_SECONDS)
                 if self.hub is not None:
                     await self.hub.pulls.flush()
                 if self.registry is not None:

@@ -18,7 +18,7 @@ import pytest
 
 from tests.builds.gitserver import GitServer
 from tests.client.conftest import cli_env, dockyard_cli, hub, rootfs_tarball  # noqa: F401
-from tests.clients.conftest import DockerCLI, docker, dockerd  # noqa: F401
+from tests.clients.conftest import DockerCLI, _mounts_under, docker, dockerd  # noqa: F401
 from tests.conftest import REPO_ROOT, DockyardServer
 
 pytestmark = [
@@ -40,11 +40,13 @@ def api(server: DockyardServer) -> httpx.Client:
     return httpx.Client(base_url=server.url, auth=ALICE, timeout=30)
 
 
-def push_base(server: DockyardServer, rootfs: Path, env: dict[str, str]) -> str:
-    """alice/base:1, a public busybox image on the hub, for the Dockerfiles to start FROM."""
-    base = f"{server.addr}/alice/base:1"
+def push_base(
+    server: DockyardServer, rootfs: Path, env: dict[str, str], user: str = "alice"
+) -> str:
+    """USER/base:1, a public busybox image on the hub, for the Dockerfiles to start FROM."""
+    base = f"{server.addr}/{user}/base:1"
     dockyard_cli("import", str(rootfs), base, env=env)
-    dockyard_cli("login", "-u", "alice", "--password-stdin", server.addr, input=PASSWORD, env=env)
+    dockyard_cli("login", "-u", user, "--password-stdin", server.addr, input=PASSWORD, env=env)
     dockyard_cli("push", base, env=env)
     return base
 
@@ -201,13 +203,31 @@ def test_cancelling_a_build_stops_its_container(
     assert running["status"] == "building"
     with api(server) as http:
         assert http.post(f"/api/v1/builds/{running['id']}/cancel").status_code == 204
-    deadline = time.monotonic() + 30
-    while sleeping() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert not sleeping(), "the cancelled build's container is still running"
+    assert wait_until(lambda: not sleeping()), "the cancelled build's container is still running"
     assert builds(server)[0]["status"] == "cancelled"
-    containers = list((server.data_dir / "builds").glob("worker-*/engine/containers/*"))
-    assert containers == [], "the cancelled build left containers behind"
+    assert wait_until(lambda: not containers_of(server)), "the cancelled build left containers"
+
+    # Stopping the hub mid-build stops the build's container too, and leaves no mount behind.
+    git_server.commit({"Dockerfile": f"FROM {base}\nRUN sleep 287 && true\n"}, "Sleep again")
+    git_server.push()
+    wait_for(server, lambda listed: len(listed) == 2 and sleeping(), timeout=120)
+    server.stop()
+    assert not sleeping(), "the build's container outlived the hub"
+    assert not containers_of(server)
+    assert not _mounts_under(server.data_dir)
+
+
+def containers_of(server: DockyardServer) -> list[Path]:
+    return list((server.data_dir / "builds").glob("worker-*/engine/containers/*"))
+
+
+def wait_until(check: Callable[[], bool], timeout: float = 30) -> bool:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
 
 
 def sleeping() -> bool:

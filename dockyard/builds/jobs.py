@@ -58,3 +58,6 @@ class JobSource(Protocol):
     async def log(self, job: Job, text: str) -> bool: ...
 
     async def finish(self, job: Job, status: str, error: str | None, step: str | None) -> bool: ...
+
+    async def work_changed(self) -> None:
+        """Return when a build may have become leasable (the worker also polls)."""

@@ -8,6 +8,7 @@ one that can complete it.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 from dataclasses import dataclass
@@ -70,6 +71,8 @@ class BuildQueue:
     def __init__(self, engine: AsyncEngine, namespace_limit: int = 2) -> None:
         self.engine = engine
         self.namespace_limit = namespace_limit
+        self.changed = asyncio.Event()
+        """Set when this process queued or ended a build: its idle workers look again."""
 
     async def enqueue(
         self,
@@ -122,7 +125,8 @@ class BuildQueue:
                     created_at=time.time(),
                 )
             )
-            return result.inserted_primary_key[0]
+        self.changed.set()
+        return result.inserted_primary_key[0]
 
     async def get(self, build_id: int) -> Build | None:
         async with self.engine.connect() as conn:
@@ -140,9 +144,21 @@ class BuildQueue:
             return [_build(row) for row in await conn.execute(query)]
 
     async def lease(self, worker: str, seconds: float) -> Lease | None:
-        """The oldest queued build whose namespace is under its concurrency limit."""
+        """The oldest queued build whose namespace is under its concurrency limit and whose
+        tags no running build is about to push: a tag's builds run in the order of their
+        pushes, so `latest` ends at the newest commit."""
         await self.requeue_expired()
         b = s.builds
+        running = s.builds.alias("running")
+        pushing_same_tags = (
+            select(running.c.id)
+            .where(
+                running.c.repository_id == b.c.repository_id,
+                running.c.docker_tags == b.c.docker_tags,
+                running.c.status.in_(ACTIVE),
+            )
+            .exists()
+        )
         active = (
             select(b.c.namespace, func.count().label("running"))
             .where(b.c.status.in_(ACTIVE))
@@ -158,7 +174,11 @@ class BuildQueue:
                 candidate = (
                     await conn.execute(
                         select(b.c.id)
-                        .where(b.c.status == QUEUED, b.c.namespace.not_in(busy or {""}))
+                        .where(
+                            b.c.status == QUEUED,
+                            b.c.namespace.not_in(busy or {""}),
+                            ~pushing_same_tags,
+                        )
                         .order_by(b.c.id)
                         .limit(1)
                     )
@@ -264,6 +284,7 @@ class BuildQueue:
                     lease_expires=None,
                 )
             )
+        self.changed.set()
         return result.rowcount == 1
 
     async def cancel(self, build_id: int) -> bool:
@@ -276,6 +297,7 @@ class BuildQueue:
                     status=CANCELLED, finished_at=time.time(), lease_token=None, lease_expires=None
                 )
             )
+        self.changed.set()
         return result.rowcount == 1
 
     async def retry(self, build_id: int) -> int | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 
 from dockyard.builds.jobs import Job
@@ -41,6 +43,10 @@ class RemoteJobs:
         body = {"lease_token": job.lease_token, "status": status, "error": error, "step": step}
         response = await self._post(f"/api/v1/worker/builds/{job.build_id}/finish", body)
         return bool(response.json()["accepted"])
+
+    async def work_changed(self) -> None:
+        """The hub does not call workers back: only the worker's polling finds new builds."""
+        await asyncio.Future()
 
     async def close(self) -> None:
         await self._http.aclose()

@@ -244,6 +244,11 @@ class LocalJobs:
             await self.builds.finished(job.build_id)
         return done
 
+    async def work_changed(self) -> None:
+        changed = self.builds.queue.changed
+        await changed.wait()
+        changed.clear()
+
 
 def repository_payload(info: RepositoryInfo) -> dict[str, Any]:
     return {

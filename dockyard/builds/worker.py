@@ -58,9 +58,8 @@ class Worker:
         self.poll = poll
         root.mkdir(parents=True, exist_ok=True)
 
-    async def run_forever(self, stop: asyncio.Event | None = None) -> None:
-        stop = stop or asyncio.Event()
-        while not stop.is_set():
+    async def run_forever(self) -> None:
+        while True:
             try:
                 job = await self.source.lease()
             except Exception:
@@ -68,7 +67,7 @@ class Worker:
                 job = None
             if job is None:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), self.poll)
+                    await asyncio.wait_for(self.source.work_changed(), self.poll)
                 continue
             await self.run(job)
 

@@ -131,3 +131,42 @@ async def test_only_outcomes_a_worker_may_report(queue: BuildQueue) -> None:
         await queue.finish(build_id, lease.token, CANCELLED)
     async with queue.engine.begin() as conn:
         await conn.execute(update(s.builds).values(status=QUEUED))
+
+
+async def test_builds_of_the_same_tags_run_in_push_order(queue: BuildQueue) -> None:
+    roomy = BuildQueue(queue.engine, namespace_limit=5)
+    older = await _enqueue(roomy, 1, "main")
+    newer = await roomy.enqueue(
+        repository_id=1,
+        namespace="alice",
+        source_type="branch",
+        source_ref="main",
+        docker_tags=["latest"],
+        dockerfile="Dockerfile",
+        context="/",
+        cache=True,
+        trigger="test",
+        commit="a-newer-commit",
+    )
+    other_tag = await _enqueue(roomy, 1, "feature")
+    await roomy.enqueue(
+        repository_id=1,
+        namespace="alice",
+        source_type="tag",
+        source_ref="v1",
+        docker_tags=["1"],
+        dockerfile="Dockerfile",
+        context="/",
+        cache=True,
+        trigger="test",
+    )
+    first = await roomy.lease("w1", 30)
+    assert first is not None and first.build.id == older
+    # The newer push of `latest` waits: were it to finish first, `latest` would go back in time.
+    second = await roomy.lease("w2", 30)
+    assert second is not None and second.build.id not in (newer, other_tag)
+    assert second.build.docker_tags == ("1",)
+    assert await roomy.lease("w3", 30) is None
+    await roomy.finish(first.build.id, first.token, SUCCESS)
+    third = await roomy.lease("w3", 30)
+    assert third is not None and third.build.id == newer

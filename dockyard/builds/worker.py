@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import fcntl
+import itertools
 import json
 import logging
 import os
@@ -50,15 +52,43 @@ def build_args(job: Job, tag: str) -> dict[str, str]:
     }
 
 
+class WorkDirBusy(Exception):
+    """Another worker process holds this work dir."""
+
+
+def claim_work_dir(path: Path) -> int:
+    """Hold an exclusive lock on PATH for the life of the process (the fd is the lock), so a
+    worker's image store and containers are its own: whatever is left in it is a dead
+    worker's, safe to remove, and its build cache outlives restarts."""
+    path.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise WorkDirBusy(f"another build worker is using {path}") from None
+    return fd
+
+
+def claim_free_work_dir(base: Path) -> tuple[Path, int]:
+    """The first of BASE/worker-0, worker-1, … that no other process holds."""
+    for number in itertools.count():
+        path = base / f"worker-{number}"
+        with contextlib.suppress(WorkDirBusy):
+            return path, claim_work_dir(path)
+    raise AssertionError("unreachable")
+
+
 class Worker:
     def __init__(self, source: JobSource, root: Path, name: str, poll: float = 1.0) -> None:
+        """ROOT must be claimed (claim_work_dir) by this process."""
         self.source = source
         self.root = root
         self.name = name
         self.poll = poll
-        root.mkdir(parents=True, exist_ok=True)
 
     async def run_forever(self) -> None:
+        await self._clean_containers()  # a previous holder of the work dir may have crashed
         while True:
             try:
                 job = await self.source.lease()

@@ -31,12 +31,16 @@ def worker(hub_url: str, token: str, name: str | None, work_dir: Path | None) ->
     import logging
 
     from dockyard.builds.remote import RemoteJobs
-    from dockyard.builds.worker import Worker
+    from dockyard.builds.worker import WorkDirBusy, Worker, claim_work_dir
     from dockyard.server.logs import configure
 
     configure("info")
     name = name or socket.gethostname()
     root = work_dir or Path.home() / ".cache" / "dockyard-worker"
+    try:
+        claim_work_dir(root)
+    except WorkDirBusy as exc:
+        raise click.ClickException(f"{exc}; give this one its own --work-dir") from None
     logging.getLogger("dockyard.builds").info("worker started name=%s hub=%s", name, hub_url)
 
     async def run() -> None:

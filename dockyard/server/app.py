@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import socket
 from typing import Any
 
@@ -17,7 +16,7 @@ from dockyard.builds.queue import BuildQueue
 from dockyard.builds.secrets import SecretBox
 from dockyard.builds.service import Builds, LocalJobs
 from dockyard.builds.sources import Sources
-from dockyard.builds.worker import Worker
+from dockyard.builds.worker import Worker, claim_free_work_dir
 from dockyard.db.engine import open_engine
 from dockyard.hub.access_tokens import AccessTokens
 from dockyard.hub.accounts import Accounts
@@ -148,12 +147,10 @@ class DockyardApp:
             builds_web.install(self.hub_app)
             self._tasks.append(asyncio.create_task(self.hub.pulls.run()))
             self._tasks.append(asyncio.create_task(self.builds.notifier.run()))
-            for number in range(self.settings.build_workers):
-                worker = Worker(
-                    LocalJobs(self.builds, f"{socket.gethostname()}-{os.getpid()}-{number}"),
-                    self.settings.data_dir / "builds" / f"worker-{os.getpid()}-{number}",
-                    name=f"local-{number}",
-                )
+            for _ in range(self.settings.build_workers):
+                root, _ = claim_free_work_dir(self.settings.data_dir / "builds")
+                name = f"{socket.gethostname()}-{root.name}"
+                worker = Worker(LocalJobs(self.builds, name), root, name=name)
                 self._tasks.append(asyncio.create_task(worker.run_forever()))
             if self.hub.mailer is None:
                 log.info("accounts are active at sign-up: no smtp_host, so no email confirmation")

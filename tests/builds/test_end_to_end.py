@@ -216,6 +216,17 @@ def test_cancelling_a_build_stops_its_container(
     assert not containers_of(server)
     assert not _mounts_under(server.data_dir)
 
+    # A hub killed with kill -9 mid-build cannot clean up; its workers do when it comes back.
+    server.start()
+    git_server.commit({"Dockerfile": f"FROM {base}\nRUN sleep 287 || true\n"}, "And again")
+    git_server.push()
+    wait_for(server, lambda listed: len(listed) == 3 and sleeping(), timeout=120)
+    server.kill()
+    assert sleeping() and containers_of(server)
+    server.start()
+    assert wait_until(lambda: not sleeping()), "the restarted hub left the old container running"
+    assert wait_until(lambda: not containers_of(server) and not _mounts_under(server.data_dir))
+
 
 def containers_of(server: DockyardServer) -> list[Path]:
     return list((server.data_dir / "builds").glob("worker-*/engine/containers/*"))

@@ -79,7 +79,9 @@ class Tool:
     def reset(self) -> None:
         raise NotImplementedError
 
-    def build(self) -> tuple[float, str]:
+    def build(self, cold: bool) -> tuple[float, str]:
+        """Build the context; `cold` passes --no-cache (the reset alone leaves docker's classic
+        builder its intermediate images, so its "cold" build would hit the cache)."""
         raise NotImplementedError
 
 
@@ -100,8 +102,9 @@ class Dockyard(Tool):
         cleanup_root(self.root)
         timed(self.cli("import", str(self.base_tar), "bb"), self.env)
 
-    def build(self) -> tuple[float, str]:
-        return timed(self.cli("build", "-t", "bench/dockyard", str(self.ctx)), self.env)
+    def build(self, cold: bool) -> tuple[float, str]:
+        flags = ["--no-cache"] if cold else []
+        return timed(self.cli("build", *flags, "-t", "bench/dockyard", str(self.ctx)), self.env)
 
     def close(self) -> None:
         cleanup_root(self.root)
@@ -128,8 +131,9 @@ class Docker(Tool):
         subprocess.run([self.cli, "rmi", "-f", self.tag], env=self.env, capture_output=True)
         self.docker("builder", "prune", "-af")
 
-    def build(self) -> tuple[float, str]:
-        return self.docker("build", *self.extra, "-t", self.tag, str(self.ctx))
+    def build(self, cold: bool) -> tuple[float, str]:
+        flags = ["--no-cache"] if cold else []
+        return self.docker("build", *self.extra, *flags, "-t", self.tag, str(self.ctx))
 
 
 def buildkit_cli(engine: Dockerd) -> str | None:
@@ -195,7 +199,7 @@ def measure(tools: list[Tool], ctx: Path, runs: int) -> tuple[dict, dict]:
             for scenario in SCENARIOS:
                 if scenario == "late COPY file edited":
                     edit_late_file(ctx, counter)
-                seconds, output = tool.build()
+                seconds, output = tool.build(cold=scenario == "cold build")
                 times[tool.name][scenario].append(seconds)
                 hits[tool.name][scenario] = cache_hits(output)
             print(

@@ -37,18 +37,24 @@ async def queue(tmp_path: Path) -> AsyncIterator[BuildQueue]:
     await engine.dispose()
 
 
-async def _enqueue(queue: BuildQueue, repository_id: int = 1, ref: str = "main") -> int:
+async def _enqueue(
+    queue: BuildQueue,
+    repository_id: int = 1,
+    ref: str = "main",
+    commit: str | None = None,
+    tag: str = "latest",
+) -> int:
     return await queue.enqueue(
         repository_id=repository_id,
         namespace="alice" if repository_id == 1 else "bobby",
         source_type="branch",
         source_ref=ref,
-        docker_tags=["latest"],
+        docker_tags=[tag],
         dockerfile="Dockerfile",
         context="/",
         cache=True,
         trigger="test",
-        commit=f"{ref}-commit",
+        commit=commit or f"{ref}-commit",
     )
 
 
@@ -136,30 +142,9 @@ async def test_only_outcomes_a_worker_may_report(queue: BuildQueue) -> None:
 async def test_builds_of_the_same_tags_run_in_push_order(queue: BuildQueue) -> None:
     roomy = BuildQueue(queue.engine, namespace_limit=5)
     older = await _enqueue(roomy, 1, "main")
-    newer = await roomy.enqueue(
-        repository_id=1,
-        namespace="alice",
-        source_type="branch",
-        source_ref="main",
-        docker_tags=["latest"],
-        dockerfile="Dockerfile",
-        context="/",
-        cache=True,
-        trigger="test",
-        commit="a-newer-commit",
-    )
+    newer = await _enqueue(roomy, 1, "main", commit="a-newer-commit")
     other_tag = await _enqueue(roomy, 1, "feature")
-    await roomy.enqueue(
-        repository_id=1,
-        namespace="alice",
-        source_type="tag",
-        source_ref="v1",
-        docker_tags=["1"],
-        dockerfile="Dockerfile",
-        context="/",
-        cache=True,
-        trigger="test",
-    )
+    await _enqueue(roomy, 1, "v1", tag="1")
     first = await roomy.lease("w1", 30)
     assert first is not None and first.build.id == older
     # The newer push of `latest` waits: were it to finish first, `latest` would go back in time.

@@ -24,6 +24,9 @@ from pathlib import Path
 
 from dockyard.builds.jobs import Job, JobSource
 from dockyard.builds.queue import BUILDING, CLONING, ERROR, FAILED, PUSHING, SUCCESS
+from dockyard.engine.containers import Containers
+from dockyard.engine.runner import remove
+from dockyard.engine.store import Store
 
 log = logging.getLogger("dockyard.builds")
 
@@ -287,23 +290,14 @@ class Worker:
         return code
 
     async def _clean_containers(self) -> None:
-        """Remove whatever the killed builder left running in this worker's engine."""
-        process = await asyncio.create_subprocess_exec(
-            *self._dockyard(),
-            "ps",
-            "-aq",
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
-        out, _ = await process.communicate()
-        ids = out.decode().split()
-        if ids:
-            remover = await asyncio.create_subprocess_exec(
-                *self._dockyard(),
-                "rm",
-                "-f",
-                *ids,
-                stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.DEVNULL,
-            )
-            await remover.wait()
+        """Remove whatever a killed builder, or a worker that died here before, left running."""
+        await asyncio.to_thread(remove_containers, self.root / "engine")
+
+
+def remove_containers(root: Path) -> None:
+    store = Store(root)
+    for container in Containers(store).all():
+        try:
+            remove(store, container, force=True)
+        except Exception:
+            log.exception("could not remove container %s from %s", container.id, root)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Column, Integer, MetaData, Table, func, select
+from sqlalchemy import Column, Integer, MetaData, Table, func, select, text
 from sqlalchemy.exc import IntegrityError
 
 from dockyard.db.engine import begin, open_engine, sqlite_url
@@ -50,4 +51,17 @@ async def test_a_failed_transaction_rolls_back_and_frees_the_writer(tmp_path: Pa
     async with engine.connect() as conn:
         ids = (await conn.execute(select(counters.c.id))).scalars().all()
     assert ids == [2]
+    await engine.dispose()
+
+
+async def test_sqlite_statements_run_on_the_event_loop_thread(tmp_path: Path) -> None:
+    """No hop to aiosqlite's thread per call: that hop cost ~0.4 ms, four times a statement."""
+    engine = open_engine(sqlite_url(tmp_path / "inline.db"))
+    seen: list[int] = []
+    async with engine.connect() as conn:
+        raw = await conn.get_raw_connection()
+        sqlite = raw.driver_connection._connection  # type: ignore[union-attr]
+        sqlite.create_function("thread_of_call", 0, lambda: seen.append(threading.get_ident()))
+        await conn.execute(text("select thread_of_call()"))
+    assert seen == [threading.get_ident()]
     await engine.dispose()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from sqlalchemy import and_, delete, exists, func, select, update
@@ -16,6 +17,7 @@ from dockyard.oci.manifest import Manifest
 from dockyard.registry.changes import ChangeStamp
 
 TOUCH_INTERVAL = 60.0
+UPLOAD_OWNERS_KEPT = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +53,9 @@ class Metadata:
         self.engine = engine
         self.changes = changes
         self.repository_defaults = repository_defaults or {}
+        self._upload_owners: OrderedDict[str, str] = OrderedDict()
+        """Uploads this process started, and their repository: a PATCH or PUT that lands
+        here needs no query (one that lands on another process asks the database)."""
 
     async def _repository_id(self, conn: AsyncConnection, name: str) -> int | None:
         result = await conn.execute(
@@ -96,10 +101,15 @@ class Metadata:
         async with self.engine.connect() as conn:
             return list((await conn.execute(query)).scalars())
 
-    async def link_blob(self, name: str, digest: Digest, size: int) -> None:
-        """Record the blob and make it part of repository `name`."""
+    async def link_blob(
+        self, name: str, digest: Digest, size: int, finished_upload: str | None = None
+    ) -> None:
+        """Record the blob and make it part of repository `name`, in the same transaction
+        as forgetting the upload session it came from."""
         now = time.time()
         async with begin(self.engine) as conn:
+            if finished_upload is not None:
+                await self._delete_upload(conn, finished_upload)
             repository_id = await self._ensure_repository(conn, name)
             await conn.execute(
                 upsert(self.engine, s.blobs, ["digest"], ["last_used"]).values(
@@ -140,8 +150,13 @@ class Metadata:
             await conn.execute(
                 s.uploads.insert().values(id=upload_id, repository=name, created_at=time.time())
             )
+        self._upload_owners[upload_id] = name
+        while len(self._upload_owners) > UPLOAD_OWNERS_KEPT:
+            self._upload_owners.popitem(last=False)
 
     async def upload_repository(self, upload_id: str) -> str | None:
+        if upload_id in self._upload_owners:
+            return self._upload_owners[upload_id]
         async with self.engine.connect() as conn:
             result = await conn.execute(
                 select(s.uploads.c.repository).where(s.uploads.c.id == upload_id)
@@ -150,7 +165,11 @@ class Metadata:
 
     async def delete_upload(self, upload_id: str) -> None:
         async with begin(self.engine) as conn:
-            await conn.execute(delete(s.uploads).where(s.uploads.c.id == upload_id))
+            await self._delete_upload(conn, upload_id)
+
+    async def _delete_upload(self, conn: AsyncConnection, upload_id: str) -> None:
+        self._upload_owners.pop(upload_id, None)
+        await conn.execute(delete(s.uploads).where(s.uploads.c.id == upload_id))
 
     async def put_manifest(
         self,

@@ -164,18 +164,22 @@ async def finish_upload(
         await _append(registry, request, upload_id, size)
     running = registry.hashers.take(upload_id, await registry.store.upload_size(upload_id) or 0)
     try:
-        await _finish(registry, name, upload_id, digest, running)
+        await _finish(registry, name, upload_id, digest, running, session=True)
     except DigestInvalid:
         await cancel(registry, upload_id)
         raise
-    await registry.meta.delete_upload(upload_id)
     await _created(send, name, digest)
 
 
 async def _finish(
-    registry: Registry, name: str, upload_id: str, digest: Digest, running: RunningHash
+    registry: Registry,
+    name: str,
+    upload_id: str,
+    digest: Digest,
+    running: RunningHash,
+    session: bool = False,
 ) -> None:
-    """Verify the upload against `digest` and make it the blob."""
+    """Verify the upload against `digest` and make it the blob (ending its session, if any)."""
     size = await registry.store.upload_size(upload_id) or 0
     if running.offset == size and running.hasher.name == digest.algorithm:
         actual = running.hasher.hexdigest()
@@ -191,7 +195,7 @@ async def _finish(
         )
     async with registry.store.commit_guard():
         await registry.store.commit_upload(upload_id, digest)
-        await registry.meta.link_blob(name, digest, size)
+        await registry.meta.link_blob(name, digest, size, upload_id if session else None)
 
 
 async def cancel(registry: Registry, upload_id: str) -> None:

@@ -911,12 +911,17 @@ class Bench:
             )
         )
 
+    def alternating(self, rep: int) -> list[Server]:
+        """The servers in turn, the other one first every second rep: neither always runs
+        right after the other's writes are still being flushed."""
+        return self.servers if rep % 2 == 0 else list(reversed(self.servers))
+
     def bench_pull(self) -> None:
-        times: dict[str, list[float]] = {}
-        for server in self.servers:
-            repo = self.ensure_big(server)
-            times[server.name] = []
-            for i in range(self.args.reps):
+        times: dict[str, list[float]] = {server.name: [] for server in self.servers}
+        repos = {server.name: self.ensure_big(server) for server in self.servers}
+        for i in range(self.args.reps):
+            for server in self.alternating(i):
+                repo = repos[server.name]
                 dest = self.work / "pulled"
                 shutil.rmtree(dest, ignore_errors=True)
                 self.log(f"{server.name}: skopeo pull {self.args.big_mib} MiB #{i + 1}")
@@ -939,11 +944,10 @@ class Bench:
     # -- 4. many layers
 
     def bench_layers(self) -> None:
-        times: dict[str, list[float]] = {}
+        times: dict[str, list[float]] = {server.name: [] for server in self.servers}
         count, kib = self.args.layer_count, self.args.layer_kib
-        for server in self.servers:
-            times[server.name] = []
-            for i, image in enumerate(self.layouts["layers"]):
+        for i, image in enumerate(self.layouts["layers"]):
+            for server in self.alternating(i):
                 self.log(f"{server.name}: skopeo push {count} x {kib} KiB layers #{i + 1}")
                 times[server.name].append(push(server, image, f"bench/layers{i}"))
         self.add(

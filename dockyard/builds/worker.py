@@ -22,6 +22,8 @@ import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from dockyard.builder.errors import DockerfileParseError
+from dockyard.builder.parser import parse
 from dockyard.builds.jobs import Job, JobSource
 from dockyard.builds.queue import BUILDING, CLONING, ERROR, FAILED, PUSHING, SUCCESS
 from dockyard.engine.containers import Containers
@@ -52,6 +54,21 @@ def build_args(job: Job, tag: str) -> dict[str, str]:
         "DOCKERFILE_PATH": job.dockerfile,
         "DOCKER_TAG": tag,
         "IMAGE_NAME": f"{repo}:{tag}",
+    }
+
+
+def declared_args(dockerfile: Path) -> set[str] | None:
+    """The ARG names a Dockerfile declares, so only those of Docker Hub's variables are passed
+    (and the builder does not warn about the others); None when it cannot be read."""
+    try:
+        parsed = parse(dockerfile.read_text(errors="replace"))
+    except (OSError, DockerfileParseError):
+        return None
+    return {
+        word.split("=", 1)[0]
+        for instruction in parsed.instructions
+        if instruction.keyword == "ARG"
+        for word in instruction.words()
     }
 
 
@@ -228,8 +245,10 @@ class Worker:
         command = [*self._dockyard(), "build", "-f", str(dockerfile)]
         for tag in job.docker_tags:
             command += ["-t", f"{job.registry_host}/{job.repository}:{tag}"]
+        declared = declared_args(dockerfile)
         for key, value in build_args(job, job.docker_tags[0]).items():
-            command += ["--build-arg", f"{key}={value}"]
+            if declared is None or key in declared:
+                command += ["--build-arg", f"{key}={value}"]
         if not job.cache:
             command.append("--no-cache")
         command.append(str(context))

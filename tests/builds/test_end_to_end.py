@@ -130,6 +130,7 @@ def test_git_push_builds_publishes_and_docker_runs_it(
     assert first["commit_message"] == "The first Dockerfile"
     log = log_of(server, first["id"])
     assert "Step 3/4 : RUN" in log and "Successfully built" in log
+    assert "were not consumed" not in log  # only the Hub variables it declares are passed
 
     image = f"{server.addr}/alice/app:latest"
     docker("pull", image)

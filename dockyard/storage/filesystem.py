@@ -12,7 +12,7 @@ from pathlib import Path
 
 from dockyard.oci.digest import Digest, InvalidDigest
 
-READ_CHUNK = 1024 * 1024
+READ_CHUNK = 4 * 1024 * 1024
 
 
 class FilesystemStore:

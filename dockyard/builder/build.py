@@ -60,6 +60,7 @@ class BuildOptions:
     target: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
     network: str = "host"
+    cache_from: list[str] = field(default_factory=list)
 
 
 class Output:
@@ -135,6 +136,7 @@ class Builder:
         self.scratch = scratch
         self.cache = BuildCache(store)
         self.cache_busted = options.no_cache
+        self.cache_sources = [] if options.no_cache else self._cache_sources(options.cache_from)
         self.escape = "\\"
         self.meta_args: dict[str, str | None] = {}
         self.used_args: set[str] = set()
@@ -214,17 +216,66 @@ class Builder:
 
     # --- cache and commit -----------------------------------------------------------------
 
-    def _cached(self, stage: Stage, parts: list[object]) -> str | None:
-        """The step's cache key; prints Using cache and moves the stage on when it hits."""
+    def _cached(
+        self,
+        stage: Stage,
+        parts: list[object],
+        created_by: str,
+        change: Callable[[], None] | None = None,
+    ) -> str | None:
+        """The step's cache key; prints Using cache and moves the stage on when it hits, in
+        this store's cache or in a --cache-from image (whose history must continue the
+        stage's with `created_by`; `change` then applies the step's config change)."""
         key = step_key(stage.image_id, parts)
         if self.cache_busted:
             return key
         found = self.cache.get(key)
-        if found is None:
+        if found is not None:
+            self.out.line(" ---> Using cache")
+            stage.adopt(found, self.store.image_config(found))
+            return None
+        reused = self._from_cache_sources(stage, created_by)
+        if reused is None:
             self.cache_busted = True
             return key
         self.out.line(" ---> Using cache")
-        stage.adopt(found, self.store.image_config(found))
+        if change is not None:
+            change()
+        diff_ids, history = reused
+        self._put_image(stage, key, diff_ids, history)
+        return None
+
+    def _cache_sources(self, refs: list[str]) -> list[dict[str, Any]]:
+        """The configs of the --cache-from images that are in the store (others are named)."""
+        sources = []
+        for ref in refs:
+            try:
+                sources.append(self.store.image_config(self.store.resolve_image(ref)).body)
+            except StoreError:
+                self.out.line(f"[Warning] --cache-from {ref}: no such image here; not used")
+        return sources
+
+    def _from_cache_sources(
+        self, stage: Stage, created_by: str
+    ) -> tuple[list[str], list[dict[str, Any]]] | None:
+        """The layers and history of a --cache-from image's next step, when the stage so far
+        is that image's beginning and its next step was made by `created_by`."""
+        done = len(stage.history)
+        for source in self.cache_sources:
+            history = source.get("history") or []
+            diff_ids = (source.get("rootfs") or {}).get("diff_ids") or []
+            if (
+                len(history) <= done
+                or history[:done] != stage.history
+                or diff_ids[: len(stage.diff_ids)] != stage.diff_ids
+                or history[done].get("created_by") != created_by
+            ):
+                continue
+            if history[done].get("empty_layer"):
+                return list(stage.diff_ids), history[: done + 1]
+            layer = len(stage.diff_ids)
+            if layer < len(diff_ids) and self.store.has_layer(diff_ids[layer]):
+                return [*stage.diff_ids, diff_ids[layer]], history[: done + 1]
         return None
 
     def _commit(
@@ -251,23 +302,28 @@ class Builder:
             diff_ids = [*stage.diff_ids, *([diff_id] if diff_id else [])]
             if len(diff_ids) > MAX_LAYERS:
                 raise BuildError(f"max depth exceeded: an image has at most {MAX_LAYERS} layers")
-            created = now_rfc3339()
-            entry = history_entry(created, created_by, empty_layer=diff_id is None)
+            entry = history_entry(now_rfc3339(), created_by, empty_layer=diff_id is None)
             if stage.author:
-                entry = {"created": created, "author": stage.author,
+                entry = {"created": entry["created"], "author": stage.author,
                          **{k: v for k, v in entry.items() if k != "created"}}
-            body = new_config(
-                diff_ids=diff_ids,
-                history=[*stage.history, entry],
-                config=stage.config,
-                created=created,
-                author=stage.author or None,
-                architecture=stage.architecture,
-                os=stage.os,
-            )
-            if stage.variant:
-                body["variant"] = stage.variant
-            image_id = self.store.put_image(encode(body), parent=stage.image_id)
+            self._put_image(stage, key, diff_ids, [*stage.history, entry])
+
+    def _put_image(
+        self, stage: Stage, key: str, diff_ids: list[str], history: list[dict[str, Any]]
+    ) -> None:
+        """Store the stage's next image (its config as it stands) and move the stage on."""
+        body = new_config(
+            diff_ids=diff_ids,
+            history=history,
+            config=stage.config,
+            created=history[-1]["created"],
+            author=stage.author or None,
+            architecture=stage.architecture,
+            os=stage.os,
+        )
+        if stage.variant:
+            body["variant"] = stage.variant
+        image_id = self.store.put_image(encode(body), parent=stage.image_id)
         self.cache.put(key, image_id)
         stage.image_id = image_id
         stage.diff_ids = diff_ids
@@ -277,11 +333,12 @@ class Builder:
         return " ".join([*stage.shell, "#(nop) ", comment])
 
     def _metadata(self, stage: Stage, comment: str, change: Callable[[], None]) -> None:
-        key = self._cached(stage, ["meta", comment])
+        created_by = self._nop(stage, comment)
+        key = self._cached(stage, ["meta", comment], created_by, change)
         if key is None:
             return
         change()
-        self._commit(stage, key, self._nop(stage, comment))
+        self._commit(stage, key, created_by)
 
     # --- FROM and ARG ---------------------------------------------------------------------
 
@@ -503,7 +560,7 @@ class Builder:
         workdir = "/" + workdir.lstrip("/")
         stage.config["WorkingDir"] = workdir
         comment = f"WORKDIR {workdir}"
-        key = self._cached(stage, ["workdir", comment])
+        key = self._cached(stage, ["workdir", comment], self._nop(stage, comment))
         if key is None:
             return
         from dockyard.builder.copier import ROOT, ensure_dir
@@ -518,7 +575,7 @@ class Builder:
         shown = [(k, v) for k, v in in_use if k not in PROXY_ARGS or k in stage.args]
         prefix = [f"|{len(shown)}", *(f"{k}={v}" for k, v in shown)] if shown else []
         created_by = " ".join([*prefix, *argv])
-        key = self._cached(stage, ["run", created_by])
+        key = self._cached(stage, ["run", created_by], created_by)
         if key is None:
             return
         from dockyard.engine.containers import Containers
@@ -624,9 +681,12 @@ class Builder:
                     "be a directory and end with a /"
                 )
             summary = transfer.summary(items)
-            comment = f"{keyword} {summary} in {dest} "
             flag_text = " ".join(f"--{k}={flags[k]}" for k in sorted(flags) if k != "link")
-            key = self._cached(stage, ["transfer", comment, flag_text, sources])
+            # The flags go in the history too: a --cache-from image is matched on it alone.
+            comment = " ".join(w for w in (keyword, flag_text, summary) if w) + f" in {dest} "
+            key = self._cached(
+                stage, ["transfer", comment, flag_text, sources], self._nop(stage, comment)
+            )
             if key is None:
                 return
             with mounted(self.store, stage.diff_ids) as view:

@@ -109,6 +109,11 @@ def _fetch(url: str, directory: Path) -> Download:
 @click.option("--label", "labels", multiple=True, help="Set a label on the image K=V.")
 @click.option("--no-cache", is_flag=True, help="Do not use the build cache.")
 @click.option(
+    "--cache-from",
+    multiple=True,
+    help="Also take cached steps from this local image (pulled, or loaded); repeatable.",
+)
+@click.option(
     "--rm",
     "remove",
     type=click.BOOL,
@@ -140,6 +145,7 @@ def build(
     build_args: tuple[str, ...],
     labels: tuple[str, ...],
     no_cache: bool,
+    cache_from: tuple[str, ...],
     remove: bool,
     force_rm: bool,
     target: str | None,
@@ -170,6 +176,7 @@ def build(
         target=target,
         labels=_pairs(labels, "--label", from_env=False),
         network=network,
+        cache_from=list(cache_from),
     )
     store = _store(ctx)
     output = Output(sys.stdout.buffer, quiet=quiet)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.builder.conftest import Build, GitDaemon, build, git, write_context
-from tests.engine.conftest import Dockyard, add_file
+from tests.engine.conftest import Dockyard, add_file, cleanup_root
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="builds need root (runc, overlayfs)")
 
@@ -306,3 +306,65 @@ def test_add_of_a_tar_with_parent_entries_is_refused(dy: Dockyard, bb: str, tmp_
     assert image_ids(dy) == before
     assert container_ids(dy) == []
     assert dy("images", "-q", "evil").stdout == ""
+
+
+def test_cache_from_an_image_built_elsewhere(dy: Dockyard, bb: str, tmp_path: Path) -> None:
+    """--cache-from: a fresh store (a second build worker, say) rebuilds from the image it
+    pulled or loaded, as far as its history matches the Dockerfile, and no further."""
+    ctx = layered(tmp_path)
+    first = ok(build(dy, "-t", "app:v1", str(ctx)))
+    archive = tmp_path / "app.tar"
+    dy("save", "-o", str(archive), "bb", "app:v1")
+    other = Dockyard(tmp_path / "other-store")
+    try:
+        other("load", "-i", str(archive))
+        again = ok(build(other, "--cache-from", "app:v1", "-t", "app:v2", str(ctx)))
+        assert all(step.cached for step in again.steps[1:]), again.stdout
+        assert not any(step.ran for step in again.steps), again.stdout
+        rebuilt = json_of(other, "app:v2")
+        original = json_of(dy, first.image_id)
+        assert rebuilt["RootFS"]["Layers"] == original["RootFS"]["Layers"]
+        assert rebuilt["Config"]["Env"] == original["Config"]["Env"]
+        assert rebuilt["Config"]["Cmd"] == ["cat", "/late-copy"]
+        assert cat(other, "app:v2", "/late-copy") == "late v1\n"
+
+        (ctx / "late.txt").write_text("late v2\n")
+        edited = ok(build(other, "--cache-from", "app:v1", "-t", "app:v3", str(ctx)))
+        cached = [step.instruction.split()[0] for step in edited.steps[1:] if step.cached]
+        assert cached == ["RUN", "COPY", "RUN", "ENV"], edited.stdout
+        assert cat(other, "app:v3", "/late-copy") == "late v2\n"
+
+        missing = ok(build(other, "--no-cache", "--cache-from", "nope:1", str(ctx)))
+        assert not any(step.cached for step in missing.steps[1:])
+        elsewhere = Dockyard(tmp_path / "third-store")
+        elsewhere("load", "-i", str(archive))
+        unknown = ok(build(elsewhere, "--cache-from", "nope:1", "-t", "x", str(ctx)))
+        assert "--cache-from nope:1: no such image here; not used" in unknown.stdout
+    finally:
+        for root in (tmp_path / "other-store", tmp_path / "third-store"):
+            cleanup_root(root)
+
+
+def test_cache_from_tells_copy_flags_apart(dy: Dockyard, bb: str, tmp_path: Path) -> None:
+    ctx = write_context(
+        tmp_path / "owned", {"Dockerfile": "FROM bb\nCOPY a.txt /a.txt\n", "a.txt": "a\n"}
+    )
+    ok(build(dy, "-t", "plain", str(ctx)))
+    archive = tmp_path / "plain.tar"
+    dy("save", "-o", str(archive), "bb", "plain")
+    other = Dockyard(tmp_path / "other-store")
+    try:
+        other("load", "-i", str(archive))
+        (ctx / "Dockerfile").write_text("FROM bb\nCOPY --chown=1000:1000 a.txt /a.txt\n")
+        chowned = ok(build(other, "--cache-from", "plain", "-t", "owned", str(ctx)))
+        assert not any(step.cached for step in chowned.steps[1:]), chowned.stdout
+        owner = other("run", "--rm", "owned", "stat", "-c", "%u:%g", "/a.txt", real=True)
+        assert owner.stdout.strip() == "1000:1000"
+    finally:
+        cleanup_root(tmp_path / "other-store")
+
+
+def json_of(dy: Dockyard, image: str) -> dict:
+    import json
+
+    return json.loads(dy("inspect", image).stdout)[0]

@@ -28,7 +28,8 @@ from dockyard.builds.jobs import Job, JobSource
 from dockyard.builds.queue import BUILDING, CLONING, ERROR, FAILED, PUSHING, SUCCESS
 from dockyard.engine.containers import Containers
 from dockyard.engine.runner import remove
-from dockyard.engine.store import Store
+from dockyard.engine.store import Store, StoreError
+from dockyard.oci.reference import InvalidReference
 
 log = logging.getLogger("dockyard.builds")
 
@@ -169,10 +170,11 @@ class Worker:
             await self._clone(job, checkout, work, say)
             status["value"] = BUILDING
             await self.source.heartbeat(job, BUILDING)
-            await self._build(job, checkout, say)
+            registry_env = self._registry_env(job, work)
+            await self._build(job, checkout, registry_env, say)
             status["value"] = PUSHING
             await self.source.heartbeat(job, PUSHING)
-            await self._push(job, work, say)
+            await self._push(job, registry_env, say)
             await say("Build finished: pushed " + ", ".join(job.docker_tags) + "\n")
             return SUCCESS, None, None
         except StepFailed as failure:
@@ -236,7 +238,9 @@ class Worker:
                 target = "refs/dockyard/build"
         await self._command([*git, "checkout", "-q", "--detach", target], env, say, "clone", False)
 
-    async def _build(self, job: Job, checkout: Path, say: Log) -> None:
+    async def _build(
+        self, job: Job, checkout: Path, registry_env: dict[str, str], say: Log
+    ) -> None:
         context = (checkout / job.context.strip("/")).resolve()
         dockerfile = (context / job.dockerfile).resolve()
         for path, what in ((context, "build context"), (dockerfile, "Dockerfile")):
@@ -251,19 +255,40 @@ class Worker:
                 command += ["--build-arg", f"{key}={value}"]
         if not job.cache:
             command.append("--no-cache")
+        elif previous := await self._previous_image(job, registry_env, say):
+            command += ["--cache-from", previous]
         command.append(str(context))
         await self._command(command, dict(os.environ), say, step="build")
 
-    async def _push(self, job: Job, work: Path, say: Log) -> None:
+    async def _previous_image(self, job: Job, registry_env: dict[str, str], say: Log) -> str | None:
+        """The rule's previous image as the build cache: the one this worker built, or else
+        the one in the registry (built by another worker, or before this one started)."""
+        previous = f"{job.registry_host}/{job.repository}:{job.docker_tags[0]}"
+        with contextlib.suppress(StoreError, InvalidReference):
+            Store(self.root / "engine").resolve_image(previous)
+            return previous
+        pull = [*self._dockyard(), "pull", previous]
+        if await self._command(pull, registry_env, say, step="build", show=False, check=False):
+            await say(f"No previous image {previous} to take cached steps from\n")
+            return None
+        await say(f"Pulled the previous image {previous} for its cached steps\n")
+        return previous
+
+    def _registry_env(self, job: Job, work: Path) -> dict[str, str]:
+        """The environment of a pull or push: docker config with the job's registry token."""
         config = work / "docker-config"
         config.mkdir(mode=0o700)
         (config / "config.json").write_text(
             json.dumps({"auths": {job.registry_host: {"registrytoken": job.registry_token}}})
         )
-        env = {**os.environ, "DOCKER_CONFIG": str(config)}
+        return {**os.environ, "DOCKER_CONFIG": str(config)}
+
+    async def _push(self, job: Job, registry_env: dict[str, str], say: Log) -> None:
         for tag in job.docker_tags:
             reference = f"{job.registry_host}/{job.repository}:{tag}"
-            await self._command([*self._dockyard(), "push", reference], env, say, step="push")
+            await self._command(
+                [*self._dockyard(), "push", reference], registry_env, say, step="push"
+            )
 
     def _dockyard(self) -> list[str]:
         return [sys.executable, "-m", "dockyard", "--root", str(self.root / "engine")]

@@ -301,14 +301,14 @@ def test_a_worker_killed_mid_build_is_replaced_and_the_build_completes_once(
         "Slow build",
     )
     git_server.push()
-    first = workers(server, "doomed")
+    doomed = workers(server, "doomed")
     building = wait_for(
         server, lambda listed: bool(listed) and listed[0]["status"] == "building", timeout=120
     )[0]
     assert building["worker"] == "doomed"
-    os.kill(first.pid, signal.SIGKILL)
-    first.wait()
-    workers(server, "rescuer")
+    os.kill(doomed.pid, signal.SIGKILL)
+    doomed.wait()
+    rescuer = workers(server, "rescuer")
     done = wait_for(server, all_ended(1), timeout=180)
     assert len(done) == 1
     build = done[0]
@@ -316,3 +316,17 @@ def test_a_worker_killed_mid_build_is_replaced_and_the_build_completes_once(
         log_of(server, build["id"])
     )
     assert tag_names(server) == ["latest"]
+
+    # A push that changes nothing the Dockerfile uses, built by a worker that never built this
+    # repository, takes every step from the previous image in the registry.
+    os.kill(rescuer.pid, signal.SIGTERM)
+    rescuer.wait()
+    workers(server, "newcomer")
+    git_server.commit({"README.md": "only the docs change\n"}, "Docs")
+    git_server.push()
+    second = wait_for(server, all_ended(2), timeout=180)[0]
+    log = log_of(server, second["id"])
+    assert (second["status"], second["worker"]) == ("success", "newcomer"), log
+    assert "Pulled the previous image" in log
+    assert log.count(" ---> Using cache") == 2, log
+    assert " ---> Running in" not in log

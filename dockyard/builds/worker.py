@@ -22,10 +22,13 @@ import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import httpx
+
 from dockyard.builder.errors import DockerfileParseError
 from dockyard.builder.parser import parse
 from dockyard.builds.jobs import Job, JobSource
 from dockyard.builds.queue import BUILDING, CLONING, ERROR, FAILED, PUSHING, SUCCESS
+from dockyard.client.registry import MANIFEST_ACCEPT
 from dockyard.engine.containers import Containers
 from dockyard.engine.runner import remove
 from dockyard.engine.store import Store, StoreError
@@ -56,6 +59,17 @@ def build_args(job: Job, tag: str) -> dict[str, str]:
         "DOCKER_TAG": tag,
         "IMAGE_NAME": f"{repo}:{tag}",
     }
+
+
+async def _registry_has(job: Job, tag: str) -> bool:
+    """Whether the registry has the tag (a HEAD, much cheaper than a failing pull)."""
+    url = f"{job.registry.rstrip('/')}/v2/{job.repository}/manifests/{tag}"
+    headers = {"Authorization": f"Bearer {job.registry_token}", "Accept": MANIFEST_ACCEPT}
+    try:
+        async with httpx.AsyncClient(timeout=30) as client:
+            return (await client.head(url, headers=headers)).status_code == 200
+    except httpx.HTTPError:
+        return True  # let the pull try, and say what went wrong
 
 
 def declared_args(dockerfile: Path) -> set[str] | None:
@@ -267,6 +281,8 @@ class Worker:
         with contextlib.suppress(StoreError, InvalidReference):
             Store(self.root / "engine").resolve_image(previous)
             return previous
+        if not await _registry_has(job, job.docker_tags[0]):
+            return None
         pull = [*self._dockyard(), "pull", previous]
         if await self._command(pull, registry_env, say, step="build", show=False, check=False):
             await say(f"No previous image {previous} to take cached steps from\n")

@@ -199,6 +199,7 @@ def measure(tools: list[Tool], ctx: Path, runs: int) -> tuple[dict, dict]:
             for scenario in SCENARIOS:
                 if scenario == "late COPY file edited":
                     edit_late_file(ctx, counter)
+                os.sync()  # no tool starts while the previous one's writes are flushed
                 seconds, output = tool.build(cold=scenario == "cold build")
                 times[tool.name][scenario].append(seconds)
                 hits[tool.name][scenario] = cache_hits(output)

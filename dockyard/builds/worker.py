@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import fcntl
-import itertools
 import json
 import logging
 import os
@@ -28,9 +26,8 @@ from dockyard.builder.errors import DockerfileParseError
 from dockyard.builder.parser import parse
 from dockyard.builds.jobs import Job, JobSource
 from dockyard.builds.queue import BUILDING, CLONING, ERROR, FAILED, PUSHING, SUCCESS
+from dockyard.builds.workdirs import remove_containers
 from dockyard.client.registry import MANIFEST_ACCEPT
-from dockyard.engine.containers import Containers
-from dockyard.engine.runner import remove
 from dockyard.engine.store import Store, StoreError
 from dockyard.oci.reference import InvalidReference
 
@@ -85,33 +82,6 @@ def declared_args(dockerfile: Path) -> set[str] | None:
         if instruction.keyword == "ARG"
         for word in instruction.words()
     }
-
-
-class WorkDirBusy(Exception):
-    """Another worker process holds this work dir."""
-
-
-def claim_work_dir(path: Path) -> int:
-    """Hold an exclusive lock on PATH for the life of the process (the fd is the lock), so a
-    worker's image store and containers are its own: whatever is left in it is a dead
-    worker's, safe to remove, and its build cache outlives restarts."""
-    path.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise WorkDirBusy(f"another build worker is using {path}") from None
-    return fd
-
-
-def claim_free_work_dir(base: Path) -> tuple[Path, int]:
-    """The first of BASE/worker-0, worker-1, … that no other process holds."""
-    for number in itertools.count():
-        path = base / f"worker-{number}"
-        with contextlib.suppress(WorkDirBusy):
-            return path, claim_work_dir(path)
-    raise AssertionError("unreachable")
 
 
 class Worker:
@@ -352,12 +322,3 @@ class Worker:
     async def _clean_containers(self) -> None:
         """Remove whatever a killed builder, or a worker that died here before, left running."""
         await asyncio.to_thread(remove_containers, self.root / "engine")
-
-
-def remove_containers(root: Path) -> None:
-    store = Store(root)
-    for container in Containers(store).all():
-        try:
-            remove(store, container, force=True)
-        except Exception:
-            log.exception("could not remove container %s from %s", container.id, root)

@@ -31,7 +31,8 @@ def worker(hub_url: str, token: str, name: str | None, work_dir: Path | None) ->
     import logging
 
     from dockyard.builds.remote import RemoteJobs
-    from dockyard.builds.worker import WorkDirBusy, Worker, claim_work_dir
+    from dockyard.builds.workdirs import WorkDirBusy, claim_work_dir
+    from dockyard.builds.worker import Worker
     from dockyard.server.logs import configure
 
     configure("info")

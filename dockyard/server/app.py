@@ -16,7 +16,8 @@ from dockyard.builds.queue import BuildQueue
 from dockyard.builds.secrets import SecretBox
 from dockyard.builds.service import Builds, LocalJobs
 from dockyard.builds.sources import Sources
-from dockyard.builds.worker import Worker, claim_free_work_dir
+from dockyard.builds.workdirs import claim_free_work_dir
+from dockyard.builds.worker import Worker
 from dockyard.db.engine import open_engine
 from dockyard.hub.access_tokens import AccessTokens
 from dockyard.hub.accounts import Accounts

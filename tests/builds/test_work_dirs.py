@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from dockyard.builds.worker import WorkDirBusy, claim_free_work_dir, claim_work_dir
+from dockyard.builds.workdirs import WorkDirBusy, claim_free_work_dir, claim_work_dir
 from tests.conftest import REPO_ROOT
 
 

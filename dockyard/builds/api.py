@@ -347,7 +347,7 @@ def _worker(request: Request) -> Builds:
 async def worker_lease(request: Request) -> Response:
     builds = _worker(request)
     name = str((await read_json(request)).get("worker", "remote"))[:200]
-    job = await builds.lease(name)
+    job = await builds.lease(name, registry=_base_url(request))
     if job is None:
         return Response(status_code=204)
     return JSONResponse(job.to_json())

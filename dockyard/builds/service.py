@@ -147,8 +147,9 @@ class Builds:
                 )
         return ids
 
-    async def job_for(self, lease: Lease, worker: str) -> Job | None:
-        """Everything a worker needs for a leased build, with a push token for its repository."""
+    async def job_for(self, lease: Lease, worker: str, registry: str) -> Job | None:
+        """Everything a worker needs for a leased build, with a push token for its repository
+        and the registry's URL as that worker reaches it."""
         build = lease.build
         info = await self.hub.repositories.get_by_id(build.repository_id)
         source = await self.sources.for_repository(build.repository_id)
@@ -174,15 +175,19 @@ class Builds:
             context=build.context,
             docker_tags=build.docker_tags,
             cache=build.cache,
-            registry=self.registry_url,
+            registry=registry,
             registry_token=self.hub.signer.issue(
                 f"build-{build.id}", access, seconds=JOB_TOKEN_SECONDS
             ),
         )
 
-    async def lease(self, worker: str) -> Job | None:
+    async def lease(self, worker: str, registry: str | None = None) -> Job | None:
+        """A job for `worker`, which reaches the registry at `registry` (a remote worker: the
+        hub's URL as it called it) or, in this process, at the server's own address."""
         lease = await self.queue.lease(worker, self.lease_seconds)
-        return await self.job_for(lease, worker) if lease else None
+        if lease is None:
+            return None
+        return await self.job_for(lease, worker, registry or self.registry_url)
 
     async def finished(self, build_id: int) -> None:
         build = await self.queue.get(build_id)

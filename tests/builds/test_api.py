@@ -156,6 +156,7 @@ async def test_worker_api_lease_to_finish(builds_hub: HubClient, tmp_path: Path)
     )
     job = leased.json()
     assert job["build_id"] == build_id and job["url"] == str(bare)
+    assert job["registry"] == "http://hub.test"  # where the worker reached the hub, not loopback
     claims = json.loads(
         __import__("base64").urlsafe_b64decode(job["registry_token"].split(".")[1] + "==")
     )

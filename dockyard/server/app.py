@@ -97,6 +97,7 @@ def open_builds(settings: Settings, hub: Hub) -> Builds:
     """Automated builds over the hub; pushes reach the registry at its own address."""
     engine = hub.registry.meta.engine
     host = settings.host if settings.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
+    host = f"[{host}]" if ":" in host else host
     builds = Builds(
         hub=hub,
         sources=Sources(engine, SecretBox(settings.data_dir / "hub"), settings.allow_local_sources),

@@ -4,7 +4,9 @@
 #   skopeo, docker.io (dockerd + docker CLI), containerd, runc,
 #   docker-registry (CNCF distribution 2.8, /usr/bin/docker-registry),
 #   busybox-static, apache2-utils (htpasswd), wrk, git, ca-certificates,
-#   iptables (docker.io depends on it), chromium (the web UI's browser tests).
+#   iptables (docker.io depends on it), chromium (the web UI's browser tests),
+#   openssh-server and openssh-client (builds from a private source over SSH with a deploy key;
+#   the tests start their own sshd on 127.0.0.1).
 #
 # Quick no-op when everything is already installed. Must run as root (or via
 # sudo). Never leaves a system dockerd / containerd / docker-registry running:
@@ -25,6 +27,8 @@ PKGS=(
   ca-certificates
   iptables
   chromium
+  openssh-server
+  openssh-client
 )
 
 # Services some of these packages would start / enable from their postinst.
@@ -83,7 +87,8 @@ if [[ "$(ps -p 1 -o comm= 2>/dev/null || true)" == systemd ]]; then
 fi
 
 # Sanity check: every binary the tests use is present.
-for b in skopeo docker dockerd containerd runc docker-registry busybox htpasswd wrk git chromium; do
+for b in skopeo docker dockerd containerd runc docker-registry busybox htpasswd wrk git chromium \
+  /usr/sbin/sshd ssh ssh-keygen; do
   command -v "$b" >/dev/null || { echo "install-test-deps: $b not found after install" >&2; exit 1; }
 done
 echo "install-test-deps: ok"

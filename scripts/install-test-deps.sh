@@ -6,7 +6,7 @@
 #   busybox-static, apache2-utils (htpasswd), wrk, git, ca-certificates,
 #   iptables (docker.io depends on it), chromium (the web UI's browser tests),
 #   openssh-server and openssh-client (builds from a private source over SSH with a deploy key;
-#   the tests start their own sshd on 127.0.0.1).
+#   the tests start their own sshd on 127.0.0.1), procps (pgrep/pkill find build containers).
 #
 # Quick no-op when everything is already installed. Must run as root (or via
 # sudo). Never leaves a system dockerd / containerd / docker-registry running:
@@ -29,6 +29,7 @@ PKGS=(
   chromium
   openssh-server
   openssh-client
+  procps
 )
 
 # Services some of these packages would start / enable from their postinst.
@@ -88,7 +89,7 @@ fi
 
 # Sanity check: every binary the tests use is present.
 for b in skopeo docker dockerd containerd runc docker-registry busybox htpasswd wrk git chromium \
-  /usr/sbin/sshd ssh ssh-keygen; do
+  /usr/sbin/sshd ssh ssh-keygen pgrep pkill; do
   command -v "$b" >/dev/null || { echo "install-test-deps: $b not found after install" >&2; exit 1; }
 done
 echo "install-test-deps: ok"

@@ -274,7 +274,7 @@ def workers(tmp_path: Path) -> Iterator[Callable[[DockyardServer, str], subproce
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
-    subprocess.run(["pkill", "-9", "-f", "sleep 3"], capture_output=True)
+    subprocess.run(["pkill", "-9", "-f", "sleep 3 && echo slept"], capture_output=True)
 
 
 def test_a_worker_killed_mid_build_is_replaced_and_the_build_completes_once(

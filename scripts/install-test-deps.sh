@@ -6,7 +6,8 @@
 #   busybox-static, apache2-utils (htpasswd), wrk, git, ca-certificates,
 #   iptables (docker.io depends on it), chromium (the web UI's browser tests),
 #   openssh-server and openssh-client (builds from a private source over SSH with a deploy key;
-#   the tests start their own sshd on 127.0.0.1), procps (pgrep/pkill find build containers).
+#   the tests start their own sshd on 127.0.0.1), procps (pgrep/pkill find build containers),
+#   curl (bench/registry.py measures blob GETs with it).
 #
 # Quick no-op when everything is already installed. Must run as root (or via
 # sudo). Never leaves a system dockerd / containerd / docker-registry running:
@@ -30,6 +31,7 @@ PKGS=(
   openssh-server
   openssh-client
   procps
+  curl
 )
 
 # Services some of these packages would start / enable from their postinst.

@@ -46,6 +46,7 @@ from registry import (
     LoadResult,
     Row,
     Server,
+    finish_report,
     free_port,
     machine_load,
     markdown_table,
@@ -378,22 +379,9 @@ def main(argv: list[str] | None = None) -> int:
         "",
         markdown_table(bench.rows, ("auth on", "auth off")),
     ]
-    if bench.notes:
-        report += ["", *[f"- {note}" for note in bench.notes]]
-    for profile in bench.profiles:
-        report += ["", profile]
-    report.append(
-        f"\n_total run time {time.perf_counter() - started:.0f} s; machine before the run: "
-        f"{load_before}, after: {machine_load()}_"
+    return finish_report(
+        report, bench.notes, bench.profiles, started, load_before, args.markdown, failed
     )
-    text = "\n".join(report) + "\n"
-    print(text)
-    if args.markdown:
-        args.markdown.write_text(text)
-    if failed is not None:
-        print(f"benchmark failed: {failed!r}", file=sys.stderr)
-        return 1
-    return 0
 
 
 if __name__ == "__main__":

@@ -1274,6 +1274,34 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def finish_report(
+    report: list[str],
+    notes: list[str],
+    profiles: list[str],
+    started: float,
+    load_before: str,
+    markdown: Path | None,
+    failed: BaseException | None,
+) -> int:
+    """Notes, profiles and the run's time and load after the table; print, write, exit code."""
+    if notes:
+        report += ["", *[f"- {note}" for note in notes]]
+    for profile in profiles:
+        report += ["", profile]
+    report.append(
+        f"\n_total run time {time.perf_counter() - started:.0f} s; machine before the run: "
+        f"{load_before}, after: {machine_load()}_"
+    )
+    text = "\n".join(report) + "\n"
+    print(text)
+    if markdown:
+        markdown.write_text(text)
+    if failed is not None:
+        print(f"benchmark failed: {failed!r}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     for tool in ("wrk", "skopeo", "curl", DISTRIBUTION):
@@ -1354,22 +1382,9 @@ def main(argv: list[str] | None = None) -> int:
         "",
         markdown_table(bench.rows),
     ]
-    if bench.notes:
-        report += ["", *[f"- {note}" for note in bench.notes]]
-    for profile in bench.profiles:
-        report += ["", profile]
-    report.append(
-        f"\n_total run time {time.perf_counter() - started:.0f} s; machine before the run: "
-        f"{load_before}, after: {machine_load()}_"
+    return finish_report(
+        report, bench.notes, bench.profiles, started, load_before, args.markdown, failed
     )
-    text = "\n".join(report) + "\n"
-    print(text)
-    if args.markdown:
-        args.markdown.write_text(text)
-    if failed is not None:
-        print(f"benchmark failed: {failed!r}", file=sys.stderr)
-        return 1
-    return 0
 
 
 if __name__ == "__main__":
